@@ -1,0 +1,89 @@
+"""Fixtures every test shares: a throwaway database and broker namespace per run, real apps."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from auction_shared.config import Settings
+from tests.support.environment import env_of, new_settings, prepare_sync, tear_down_sync
+from tests.support.processes import Stack
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """One database and one exchange/queue prefix for the whole run, removed afterwards."""
+    s = new_settings()
+    prepare_sync(s)
+    yield s
+    tear_down_sync(s)
+
+
+@pytest.fixture
+async def auth_client(aiohttp_client, settings: Settings) -> TestClient:
+    from auth.app import create_app
+
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def offers_client(aiohttp_client, settings: Settings) -> TestClient:
+    from offers.app import create_app
+
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def bids_client(aiohttp_client, settings: Settings) -> TestClient:
+    from bids.app import create_app
+
+    return await aiohttp_client(create_app(settings))
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_user(auth_client: TestClient):
+    """Sign up and log in a fresh user through the real auth app."""
+
+    async def make(prefix: str = "user") -> User:
+        username = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        password = "pw-" + uuid.uuid4().hex[:8]
+        resp = await auth_client.post("/v1/signup", json={"username": username, "password": password})
+        assert resp.status == 201, await resp.text()
+        user_id = (await resp.json())["id"]
+        resp = await auth_client.post("/v1/login", json={"username": username, "password": password})
+        assert resp.status == 200, await resp.text()
+        return User(user_id, username, password, (await resp.json())["token"])
+
+    return make
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def stack(settings: Settings, log_dir: Path) -> Iterator[Stack]:
+    """auth, offers, bids and gateway as real processes; tests add workers and gateways."""
+    s = Stack(env_of(settings), log_dir)
+    try:
+        s.start_services()
+        yield s
+    finally:
+        s.stop()

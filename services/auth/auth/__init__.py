@@ -1,0 +1,1 @@
+"""The auth service: sign-up, login, JWT issue. Owns the `users` table."""

@@ -1,0 +1,34 @@
+"""`python -m bid_worker` runs a bid-worker until SIGTERM or SIGINT."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from auction_shared.config import ConfigError, Settings
+from auction_shared.web import install_uvloop, setup_logging
+
+from .worker import BidWorker, WorkerSettings
+
+
+async def main() -> None:
+    settings = Settings.from_env()
+    setup_logging(settings)
+    worker = BidWorker(settings, WorkerSettings.from_env())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await worker.start()
+    print(f"bid-worker {worker.worker.worker_id} consuming {settings.bid_shards} shards", flush=True)
+    await stop.wait()
+    await worker.stop()
+
+
+if __name__ == "__main__":
+    try:
+        install_uvloop()
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(f"bid-worker: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)

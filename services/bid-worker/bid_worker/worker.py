@@ -1,0 +1,220 @@
+"""The consume loop: one channel and one ordered batch loop per shard queue, acks after commit."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from auction_shared import broker
+from auction_shared.broker import Publisher, Topology
+from auction_shared.config import Settings
+from auction_shared.db import create_pool
+from auction_shared.events import BidPlaced, Event, EventType, MalformedEvent
+from auction_shared.views import offer_view
+
+from . import store
+from .rules import Decision, OfferState, apply_bids
+
+log = logging.getLogger("bid_worker")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    # Unacked messages the broker may push per shard; also bounds the next batch.
+    prefetch: int = 1000
+    max_batch: int = 1000
+    worker_id: str = f"{socket.gethostname()}:{os.getpid()}"
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        d = cls()
+        return cls(
+            prefetch=int(os.environ.get("WORKER_PREFETCH") or d.prefetch),
+            max_batch=int(os.environ.get("WORKER_MAX_BATCH") or d.max_batch),
+            worker_id=os.environ.get("WORKER_ID") or d.worker_id,
+        )
+
+
+class Shard:
+    """One shard queue: its own channel (delivery tags and acks are per channel) and inbox."""
+
+    def __init__(self, index: int, channel: AbstractChannel) -> None:
+        self.index = index
+        self.channel = channel
+        self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.consumer_tag: str | None = None
+        self.current: asyncio.Future[None] | None = None
+
+    async def deliver(self, message: AbstractIncomingMessage) -> None:
+        self.inbox.put_nowait(message)
+
+    def take_batch(self, first: AbstractIncomingMessage, limit: int) -> list[AbstractIncomingMessage]:
+        batch = [first]
+        while len(batch) < limit and not self.inbox.empty():
+            batch.append(self.inbox.get_nowait())
+        return batch
+
+
+class BidWorker:
+    def __init__(self, settings: Settings, worker: WorkerSettings) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.topology = Topology.from_settings(settings)
+        self._connection: AbstractRobustConnection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._publisher: Publisher | None = None
+        self._shards: list[Shard] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.applied = 0
+
+    async def start(self) -> None:
+        self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 1)
+        self._connection = await broker.connect(self.settings)
+        setup = await self._connection.channel()
+        await broker.declare_bid_pipeline(setup, self.topology)
+        await setup.close()
+        self._publisher = Publisher(self._connection, self.topology, self.settings.dependency_timeout)
+        await self._publisher.open()
+        for index, name in enumerate(self.topology.shard_queues):
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.worker.prefetch)
+            queue = await channel.get_queue(name, ensure=False)
+            shard = Shard(index, channel)
+            shard.consumer_tag = await queue.consume(shard.deliver)
+            self._shards.append(shard)
+            self._tasks.append(asyncio.create_task(self._run_shard(shard), name=f"shard-{index}"))
+        log.info(
+            "worker %s consuming %d shards of %s (single active consumer each)",
+            self.worker.worker_id, len(self._shards), self.topology.bids_exchange,
+        )
+
+    async def stop(self) -> None:
+        """Stop taking messages, finish the batch in hand, hand the rest back to the broker."""
+        self._stopping.set()
+        for shard in self._shards:
+            try:
+                queue = await shard.channel.get_queue(self.topology.shard_queue(shard.index), ensure=False)
+                if shard.consumer_tag:
+                    await queue.cancel(shard.consumer_tag)
+            except Exception as exc:  # the broker may already be gone; unacked messages return anyway
+                log.debug("cancel of shard %d failed: %r", shard.index, exc)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        in_flight = [s.current for s in self._shards if s.current is not None and not s.current.done()]
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        if self._publisher:
+            await self._publisher.close()
+        if self._connection:
+            # Closing the channels returns every unacked message to its queue, in order.
+            await self._connection.close()
+        if self._pool:
+            await self._pool.close()
+        log.info("worker %s stopped after applying %d bids", self.worker.worker_id, self.applied)
+
+    async def _run_shard(self, shard: Shard) -> None:
+        while True:
+            first = await shard.inbox.get()
+            batch = shard.take_batch(first, self.worker.max_batch)
+            # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
+            shard.current = asyncio.ensure_future(self._handle(shard, batch))
+            await asyncio.shield(shard.current)
+
+    async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
+        bids: list[BidPlaced] = []
+        good: list[AbstractIncomingMessage] = []
+        for message in batch:
+            try:
+                bids.append(BidPlaced.from_event(Event.decode(message.body)))
+                good.append(message)
+            except MalformedEvent as exc:
+                log.error("shard %d: dead-lettering message %s: %s", shard.index, message.message_id, exc)
+                await self._settle(message.reject(requeue=False))
+        if not bids:
+            return
+        changed = await self._apply_until_done(shard, bids)
+        # One ack for the whole batch, after the commit.
+        await self._settle(good[-1].ack(multiple=True))
+        self.applied += len(bids)
+        await self._announce(changed)
+
+    async def _settle(self, settle) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await settle
+        except Exception as exc:
+            # The channel died with the connection: the broker hands these messages out again,
+            # and the worker recognises the ones it already applied by their bid ids.
+            log.warning("could not settle messages (%r); they will be redelivered", exc)
+
+    async def _apply_until_done(self, shard: Shard, bids: list[BidPlaced]) -> list[dict]:
+        """Retry the transaction until Postgres takes it: never requeue, never reorder."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._apply(bids)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                if self._stopping.is_set():
+                    raise  # not acked: the broker gives these bids to the next worker
+                log.warning("shard %d: applying %d bids failed (%r); retrying in %.1fs",
+                            shard.index, len(bids), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+
+    async def _apply(self, bids: list[BidPlaced]) -> list[dict]:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            offers, now = await store.lock_offers(conn, sorted({b.offer_id for b in bids}))
+            # Checked under the offer locks: a bid applied by another worker is seen here.
+            done = await store.already_applied(conn, [b.bid_id for b in bids])
+            by_offer: dict = defaultdict(list)
+            seen = set(done)
+            for bid in bids:
+                if bid.bid_id in seen:
+                    continue
+                seen.add(bid.bid_id)
+                if bid.offer_id not in offers:
+                    log.error("bid %s names unknown offer %s; dropped", bid.bid_id, bid.offer_id)
+                    continue
+                by_offer[bid.offer_id].append(bid)
+            if not by_offer:
+                return []
+            decisions: list[Decision] = []
+            outbid = []
+            states: list[OfferState] = []
+            changed_ids = set()
+            for offer_id, offer_bids in by_offer.items():
+                outcome = apply_bids(offers[offer_id], offer_bids, now)
+                decisions.extend(outcome.decisions)
+                outbid.extend(outcome.outbid)
+                states.append(outcome.offer)
+                if outcome.leader_changed:
+                    changed_ids.add(offer_id)
+            await store.mark_outbid(conn, outbid)
+            await store.insert_bids(conn, decisions, self.worker.worker_id)
+            rows = await store.update_offers(conn, states)
+        return [offer_view(r) for r in rows if r["id"] in changed_ids]
+
+    async def _announce(self, offers: list[dict]) -> None:
+        """offer.updated for every offer whose highest bid moved; the database stays the truth."""
+        if not offers or self._publisher is None:
+            return
+        results = await asyncio.gather(
+            *(
+                self._publisher.publish(
+                    str(EventType.OFFER_UPDATED), (e := Event.new(EventType.OFFER_UPDATED, o)).encode(),
+                    message_id=e.id, mandatory=False,
+                )
+                for o in offers
+            ),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.warning("%d offer.updated events not published: %r", len(failed), failed[0])

@@ -1,0 +1,1 @@
+"""The gateway: the public HTTP API on :8000, the WebSocket hub, the /index page."""

@@ -1,0 +1,18 @@
+"""Builds the gateway's aiohttp application."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from auction_shared.config import Settings
+from auction_shared.web import base_app
+
+from .proxy import upstreams
+from .routes import setup_routes
+
+
+def create_app(settings: Settings) -> web.Application:
+    settings.require_jwt_secret()
+    app = base_app(settings)
+    app.cleanup_ctx.append(upstreams(settings))
+    setup_routes(app)
+    return app

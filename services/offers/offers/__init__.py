@@ -1,0 +1,1 @@
+"""The offers service: create, list and read offers; accept a bid (the sale). Owns `offers`."""

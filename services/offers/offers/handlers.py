@@ -1,0 +1,119 @@
+"""Handlers of the offers service: parse, call the store, answer."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from yarl import URL
+
+from auction_shared.broker import CONNECTION, broker_is_up
+from auction_shared.db import DB_POOL, check_database
+from auction_shared.events import Event, EventType
+from auction_shared.jsonio import json_response
+from auction_shared.outbox import RELAY, add_event
+from auction_shared.problems import Problem
+from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
+from auction_shared.views import bid_view, offer_view
+from auction_shared.web import SETTINGS, health_handler, identity, page_params
+
+from . import store
+from .rules import parse_sort, schedule
+
+MAX_LIFETIME = 10 * 365 * 24 * 3600
+
+
+def _photo_url(value: str) -> str:
+    if value == "":
+        return value
+    try:
+        url = URL(value)
+    except ValueError:
+        raise ValueError("must be an http(s) URL or empty") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an http(s) URL or empty")
+    return value
+
+
+class NewOffer(StrictModel):
+    bid_price: Money
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    lifetime: Annotated[int, Field(ge=0, le=MAX_LIFETIME)] = 0
+    photo_url: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_photo_url)] = ""
+    # RFC 3339 with an explicit offset; strict mode still parses it from a JSON string.
+    go_live: Annotated[AwareDatetime | None, Field(strict=False)] = None
+
+
+async def create_offer(request: web.Request) -> web.Response:
+    who = identity(request)
+    body = await parse_body(request, NewOffer)
+    if not body.title.strip():
+        raise Problem(400, "title must not be blank", errors=[{"field": "title", "message": "must not be blank"}])
+    go_live, ends_at = schedule(datetime.now(timezone.utc), body.go_live, body.lifetime)
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.insert_offer(
+            conn,
+            title=body.title,
+            photo_url=body.photo_url,
+            price=body.bid_price,
+            go_live=go_live,
+            lifetime=body.lifetime,
+            ends_at=ends_at,
+            user_id=who.user_id,
+            username=who.username,
+        )
+        offer = offer_view(row)
+        await add_event(conn, Event.new(EventType.OFFER_CREATED, offer))
+    request.app[RELAY].wake()
+    return json_response(offer, status=201)
+
+
+async def list_offers(request: web.Request) -> web.Response:
+    identity(request)
+    page, size = page_params(request)
+    sort = parse_sort(request.query.get("sortKey", request.query.get("sortkey")))
+    rows, total = await store.list_offers(request.app[DB_POOL], sort, page, size)
+    return json_response([offer_view(r) for r in rows], headers={"X-Total-Count": str(total)})
+
+
+async def get_offer(request: web.Request) -> web.Response:
+    identity(request)
+    offer_id = parse_uuid(request.match_info["offer_id"], "offer")
+    row = await store.get_offer(request.app[DB_POOL], offer_id)
+    if row is None:
+        raise Problem(404, f"no offer with id {offer_id}")
+    return json_response(offer_view(row))
+
+
+async def accept_bid(request: web.Request) -> web.Response:
+    who = identity(request)
+    bid_id = parse_uuid(request.match_info["bid_id"], "bid")
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        found = await store.lock_offer_of_bid(conn, bid_id)
+        if found is None:
+            raise Problem(404, f"no processed bid with id {bid_id}")
+        offer, bid = found
+        if offer["created_by_id"] != who.user_id:
+            raise Problem(403, "only the offer's creator may accept a bid on it")
+        if offer["sold"]:
+            raise Problem(409, "the offer is already sold")
+        if bid["status"] == "rejected":
+            raise Problem(409, f"the bid was rejected ({bid['reason']}) and cannot be accepted")
+        sold_offer, accepted = await store.sell(conn, offer["id"], bid_id)
+        data = {"offer": offer_view(sold_offer), "bid": bid_view(accepted)}
+        await add_event(conn, Event.new(EventType.OFFER_SOLD, data))
+    request.app[RELAY].wake()
+    return json_response(bid_view(accepted))
+
+
+async def _database_up(app: web.Application) -> bool:
+    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
+
+
+async def _broker_up(app: web.Application) -> bool:
+    return broker_is_up(app[CONNECTION])
+
+
+health = health_handler({"postgres": _database_up, "rabbitmq": _broker_up})

@@ -1,0 +1,1 @@
+"""Code every auction service imports: config, JWT, database, broker topology, events, errors."""

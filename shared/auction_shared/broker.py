@@ -1,0 +1,217 @@
+"""RabbitMQ: the robust connection as a cleanup context, the topology, and the one event publisher."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+from aiohttp import web
+
+from .config import Settings
+from .problems import DependencyDown
+
+log = logging.getLogger(__name__)
+
+# A poison message is retried this many times before it goes to the dead-letter queue.
+DELIVERY_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Names of every exchange and queue, derived from one prefix so test runs never collide."""
+
+    prefix: str
+    bid_shards: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(prefix=settings.amqp_prefix, bid_shards=settings.bid_shards)
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def bids_exchange(self) -> str:
+        return f"{self.prefix}.bids"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}.dead"
+
+    def shard_queue(self, shard: int) -> str:
+        return f"{self.prefix}.bids.shard.{shard:02d}"
+
+    @property
+    def shard_queues(self) -> list[str]:
+        return [self.shard_queue(i) for i in range(self.bid_shards)]
+
+
+async def declare_events_exchange(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
+    return await channel.declare_exchange(topology.events_exchange, ExchangeType.TOPIC, durable=True)
+
+
+async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> list[AbstractQueue]:
+    """Declare (idempotently) everything `bid.placed` flows through; return the shard queues.
+
+    auction.events --bid.placed--> auction.bids (x-consistent-hash on the offer_id header)
+    --> auction.bids.shard.NN (quorum, single active consumer) --poison--> auction.dlx --> auction.dead
+    """
+    events = await declare_events_exchange(channel, topology)
+    dlx = await channel.declare_exchange(
+        topology.dead_letter_exchange, ExchangeType.FANOUT, durable=True
+    )
+    dead = await channel.declare_queue(
+        topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead.bind(dlx, routing_key="")
+    bids = await channel.declare_exchange(
+        topology.bids_exchange,
+        ExchangeType.X_CONSISTENT_HASH,
+        durable=True,
+        arguments={"hash-header": "offer_id"},
+    )
+    await bids.bind(events, routing_key="bid.placed")
+    shards = []
+    for name in topology.shard_queues:
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-single-active-consumer": True,
+                "x-dead-letter-exchange": topology.dead_letter_exchange,
+                "x-delivery-limit": DELIVERY_LIMIT,
+            },
+        )
+        # Equal weights: every shard owns the same share of the hash ring.
+        await queue.bind(bids, routing_key="1")
+        shards.append(queue)
+    return shards
+
+
+async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
+    """Remove every exchange and queue of a prefix (test clean-up)."""
+    for name in [*topology.shard_queues, topology.dead_letter_queue]:
+        await channel.queue_delete(name)
+    for name in [topology.bids_exchange, topology.dead_letter_exchange, topology.events_exchange]:
+        await channel.exchange_delete(name)
+
+
+async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustConnection:
+    """Open a robust connection (it reconnects and re-declares by itself once it is up)."""
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return await aio_pika.connect_robust(settings.amqp_url, timeout=settings.dependency_timeout)
+        except (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("waiting for RabbitMQ (%s)", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+class Publisher:
+    """Publishes persistent messages to the events exchange and waits for the broker's confirm.
+
+    Unroutable messages are returned by the broker and raise, so a confirm always means a queue has
+    the message. Concurrent callers share one channel: their confirms pipeline.
+    """
+
+    def __init__(self, connection: AbstractRobustConnection, topology: Topology, timeout: float):
+        self._connection = connection
+        self._topology = topology
+        self._timeout = timeout
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def open(self) -> None:
+        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await declare_events_exchange(self._channel, self._topology)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        mandatory: bool = True,
+    ) -> None:
+        """Return once the broker has confirmed the message, else raise DependencyDown."""
+        if self._exchange is None:
+            raise DependencyDown("RabbitMQ")
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            headers=headers,
+        )
+        try:
+            await self._exchange.publish(
+                message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
+            )
+        except aio_pika.exceptions.DeliveryError as exc:
+            log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
+            raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
+        except (
+            asyncio.TimeoutError,
+            aiormq.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,
+            RuntimeError,
+            ConnectionError,
+        ) as exc:
+            log.warning("publish of %s %s failed: %r", routing_key, message_id, exc)
+            raise DependencyDown("RabbitMQ") from exc
+
+
+CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)
+PUBLISHER = web.AppKey("publisher", Publisher)
+
+
+def broker(
+    settings: Settings, *, declare: Callable[[AbstractChannel, Topology], object] | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Cleanup context: the robust connection, a publisher, and any topology this service needs."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        topology = Topology.from_settings(settings)
+        connection = await connect(settings)
+        if declare is not None:
+            channel = await connection.channel()
+            await declare(channel, topology)  # type: ignore[misc]
+            await channel.close()
+        publisher = Publisher(connection, topology, settings.dependency_timeout)
+        await publisher.open()
+        app[CONNECTION] = connection
+        app[PUBLISHER] = publisher
+        yield
+        await publisher.close()
+        await connection.close()
+
+    return ctx
+
+
+def broker_is_up(connection: AbstractRobustConnection) -> bool:
+    return not connection.is_closed and connection.connected.is_set()

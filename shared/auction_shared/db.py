@@ -1,0 +1,65 @@
+"""The asyncpg pool as an aiohttp cleanup context, opened with retries so start order does not matter."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiohttp import web
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+
+
+def describe(url: str) -> str:
+    """host:port/db of a URL, without the password, for log lines and errors."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or ''}{parts.path}"
+
+
+async def create_pool(
+    settings: Settings, *, min_size: int = 2, max_size: int = 10, attempts: int = 30
+) -> asyncpg.Pool:
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return await asyncpg.create_pool(
+                settings.database_url,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=settings.dependency_timeout,
+                timeout=settings.dependency_timeout,
+            )
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("waiting for PostgreSQL at %s (%s)", describe(settings.database_url), exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def database(
+    settings: Settings, **pool_options: int
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = await create_pool(settings, **pool_options)
+        app[DB_POOL] = pool
+        yield
+        await pool.close()
+
+    return ctx
+
+
+async def check_database(pool: asyncpg.Pool, timeout: float) -> bool:
+    try:
+        async with pool.acquire(timeout=timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+        return True
+    except Exception:  # any failure means "down" for a health check
+        return False

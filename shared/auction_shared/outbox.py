@@ -1,0 +1,107 @@
+"""Transactional outbox: events written with the business row, published by a relay with confirms."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+from aiohttp import web
+
+from .broker import PUBLISHER, Publisher
+from .db import DB_POOL
+from .events import Event
+from .problems import DependencyDown
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+# Rows written by another replica (or left by a failed publish) are picked up within this time.
+POLL_SECONDS = 1.0
+
+
+async def add_event(conn: asyncpg.Connection, event: Event) -> None:
+    """Call inside the transaction that writes the row the event tells about."""
+    await conn.execute(
+        "INSERT INTO outbox (routing_key, body) VALUES ($1, $2)", str(event.type), event.encode()
+    )
+
+
+class OutboxRelay:
+    """Publishes outbox rows in id order and deletes them once the broker confirmed them.
+
+    Delivery is at least once: a crash between the confirm and the delete publishes a row again,
+    and consumers drop the copy by the event id.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were sent."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # SKIP LOCKED: replicas of a service share the table without sending a row twice.
+            rows = await conn.fetch(
+                "SELECT id, routing_key, body FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                BATCH,
+            )
+            if not rows:
+                return 0
+            for row in rows:
+                # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
+                event = Event.decode(bytes(row["body"]))
+                # Not mandatory: an event nobody subscribes to yet is not an error.
+                await self._publisher.publish(
+                    row["routing_key"], bytes(row["body"]), message_id=event.id, mandatory=False
+                )
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            return len(rows)
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                while await self.relay_once() == BATCH:
+                    pass
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except (DependencyDown, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                log.warning("outbox relay waits %.1fs: %r", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+
+RELAY = web.AppKey("outbox_relay", OutboxRelay)
+
+
+def outbox_relay() -> Callable[[web.Application], AsyncIterator[None]]:
+    """Cleanup context (after the database and broker ones): runs the relay in the background."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = OutboxRelay(app[DB_POOL], app[PUBLISHER])
+        app[RELAY] = relay
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        yield
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    return ctx

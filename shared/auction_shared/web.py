@@ -1,0 +1,109 @@
+"""What every aiohttp service has in common: settings key, auth, paging, health, logging, start-up."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .config import ConfigError, Settings
+from .jsonio import json_response
+from .problems import Problem, problem_middleware
+from .tokens import Identity, authenticate
+from .validation import MAX_BODY_BYTES
+
+SETTINGS = web.AppKey("settings", Settings)
+
+HealthCheck = Callable[[web.Application], Awaitable[bool]]
+
+
+def base_app(settings: Settings, **kwargs: Any) -> web.Application:
+    app = web.Application(
+        middlewares=[problem_middleware, *kwargs.pop("middlewares", [])],
+        client_max_size=MAX_BODY_BYTES,
+        **kwargs,
+    )
+    app[SETTINGS] = settings
+    return app
+
+
+def identity(request: web.Request) -> Identity:
+    """The caller's identity from its bearer token; services check it again behind the gateway."""
+    return authenticate(request, request.app[SETTINGS].jwt_secret)
+
+
+def page_params(request: web.Request, *, default_size: int = 10, max_size: int = 100) -> tuple[int, int]:
+    """`page` (>= 0) and `size` (1..max_size) from the query string, or a 400 problem."""
+    errors = []
+    values = {}
+    for name, default, low, high in (("page", 0, 0, 1_000_000), ("size", default_size, 1, max_size)):
+        raw = request.query.get(name)
+        if raw is None or raw == "":
+            values[name] = default
+            continue
+        if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+            errors.append({"field": name, "message": f"must be an integer from {low} to {high}"})
+            continue
+        values[name] = int(raw)
+    if errors:
+        raise Problem(400, "; ".join(f"{e['field']} {e['message']}" for e in errors), errors=errors)
+    return values["page"], values["size"]
+
+
+def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /health: 200 when every dependency answers, else 503 naming the ones that are down."""
+
+    async def handler(request: web.Request) -> web.Response:
+        names = list(checks)
+        results = await asyncio.gather(*(checks[n](request.app) for n in names))
+        deps = {n: ("up" if ok else "down") for n, ok in zip(names, results)}
+        healthy = all(results)
+        return json_response(
+            {"status": "ok" if healthy else "unavailable", "dependencies": deps},
+            status=200 if healthy else 503,
+        )
+
+    return handler
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiormq logs every reconnect attempt at length; our own lines say what matters.
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency; Windows has none
+        return
+    uvloop.install()
+
+
+def serve(name: str, factory: Callable[[Settings], web.Application], port_of: Callable[[Settings], int]) -> None:
+    """Entry point of `python -m <service>`: read settings, build the app, serve until SIGINT/SIGTERM."""
+    try:
+        settings = Settings.from_env()
+        setup_logging(settings)
+        app = factory(settings)
+    except ConfigError as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    install_uvloop()
+    port = port_of(settings)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=port,
+        access_log=None,  # an access log line per request costs more than the request on this path
+        print=lambda _: print(f"{name} listening on http://{settings.host}:{port}", flush=True),
+        shutdown_timeout=10,
+    )
