@@ -8,6 +8,7 @@ import sys
 from auction_shared.config import ConfigError, Settings
 from auction_shared.web import install_uvloop, setup_logging
 
+from .health import health_port, start_health
 from .worker import BidWorker, WorkerSettings
 
 
@@ -15,13 +16,17 @@ async def main() -> None:
     settings = Settings.from_env()
     setup_logging(settings)
     worker = BidWorker(settings, WorkerSettings.from_env())
+    port = health_port()  # checked first, so a bad value fails before any shard is consumed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
+    health = await start_health(worker, port) if port is not None else None
     print(f"bid-worker {worker.worker.worker_id} consuming {settings.bid_shards} shards", flush=True)
     await stop.wait()
+    if health is not None:
+        await health.cleanup()
     await worker.stop()
 
 

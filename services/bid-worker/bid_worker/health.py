@@ -1,0 +1,52 @@
+"""Optional GET /health of a bid-worker on WORKER_HEALTH_PORT, for Docker and Kubernetes probes.
+
+A worker has no API, so without this an orchestrator only sees that the process exists, not that it
+still reaches RabbitMQ and PostgreSQL. Off unless WORKER_HEALTH_PORT is set.
+"""
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from auction_shared.broker import broker_is_up
+from auction_shared.config import ConfigError
+from auction_shared.db import check_database
+from auction_shared.web import health_handler
+
+from .worker import BidWorker
+
+WORKER = web.AppKey("worker", BidWorker)
+
+
+def health_port(env: dict[str, str] | None = None) -> int | None:
+    """The port from WORKER_HEALTH_PORT, or None when the endpoint is off."""
+    raw = (os.environ if env is None else env).get("WORKER_HEALTH_PORT", "")
+    if raw == "":
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"WORKER_HEALTH_PORT must be a TCP port, got {raw!r}")
+    return int(raw)
+
+
+# The worker keeps its connection and pool to itself; the probe only looks at them.
+async def _broker_up(app: web.Application) -> bool:
+    connection = app[WORKER]._connection
+    return connection is not None and broker_is_up(connection)
+
+
+async def _database_up(app: web.Application) -> bool:
+    worker = app[WORKER]
+    pool = worker._pool
+    return pool is not None and await check_database(pool, worker.settings.dependency_timeout)
+
+
+async def start_health(worker: BidWorker, port: int) -> web.AppRunner:
+    """Serve /health on HOST:port beside the consume loop; the caller cleans the runner up."""
+    app = web.Application()
+    app[WORKER] = worker
+    app.router.add_get("/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, worker.settings.host, port).start()
+    return runner
