@@ -49,6 +49,10 @@ class Settings:
     login_attempts_per_minute: int = 10
     cors_origins: tuple[str, ...] = ()
     ws_allowed_origins: tuple[str, ...] = ()
+    # Frames a WebSocket client may be behind before it is closed (1008) instead of buffered.
+    ws_client_queue: int = 256
+    # Seconds between pings on a WebSocket; a peer that does not pong within half of it is dropped.
+    ws_heartbeat_seconds: float = 20.0
     log_level: str = "INFO"
 
     @classmethod
@@ -77,6 +81,8 @@ class Settings:
             ),
             cors_origins=_list(env, "CORS_ORIGINS"),
             ws_allowed_origins=_list(env, "WS_ALLOWED_ORIGINS"),
+            ws_client_queue=_int(env, "WS_CLIENT_QUEUE", d.ws_client_queue, minimum=1),
+            ws_heartbeat_seconds=float(env.get("WS_HEARTBEAT_SECONDS") or d.ws_heartbeat_seconds),
             log_level=(env.get("LOG_LEVEL") or d.log_level).upper(),
         )
 
