@@ -98,6 +98,12 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
             413: "request body is larger than 64 KiB",
         }.get(exc.status, exc.reason)
         return problem_response(exc.status, detail, headers=headers)
+    except web.RequestPayloadError:
+        # The client sent a body that cannot be read: e.g. `Content-Encoding: gzip` on plain bytes.
+        response = problem_response(400, "request body could not be read (check Content-Encoding)")
+        # The rest of the stream cannot be trusted: say so, so the client does not reuse it.
+        response.force_close()
+        return response
     except _DB_DOWN + (OSError,) as exc:
         log.warning("database unavailable on %s %s: %r", request.method, request.path, exc)
         return problem_response(503, "the database is unavailable, retry later", headers={"Retry-After": "1"})

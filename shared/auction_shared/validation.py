@@ -96,3 +96,11 @@ class StrictModel(pydantic.BaseModel):
     """Request bodies: no type coercion (a string is not a number), unknown fields ignored."""
 
     model_config = pydantic.ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    @pydantic.field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000: without this a valid-looking JSON string is a 500.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
