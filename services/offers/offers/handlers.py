@@ -1,11 +1,12 @@
 """Handlers of the offers service: parse, call the store, answer."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 from yarl import URL
 
 from auction_shared.broker import CONNECTION, broker_is_up
@@ -22,6 +23,9 @@ from . import store
 from .rules import parse_sort, schedule
 
 MAX_LIFETIME = 10 * 365 * 24 * 3600
+# Lax datetime parsing would also take a number or "1700000000" as a Unix time: only text that starts
+# like an RFC 3339 date-time goes on to the parser.
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _photo_url(value: str) -> str:
@@ -29,10 +33,18 @@ def _photo_url(value: str) -> str:
         return value
     try:
         url = URL(value)
+        # `host` decodes IDNA lazily, so a bad punycode label fails here rather than in URL().
+        usable = url.scheme in ("http", "https") and bool(url.host)
     except ValueError:
-        raise ValueError("must be an http(s) URL or empty") from None
-    if url.scheme not in ("http", "https") or not url.host:
+        usable = False
+    if not usable:
         raise ValueError("must be an http(s) URL or empty")
+    return value
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if value is not None and not (isinstance(value, str) and _RFC3339_START.match(value)):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-27T10:00:00+00:00")
     return value
 
 
@@ -42,7 +54,7 @@ class NewOffer(StrictModel):
     lifetime: Annotated[int, Field(ge=0, le=MAX_LIFETIME)] = 0
     photo_url: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_photo_url)] = ""
     # RFC 3339 with an explicit offset; strict mode still parses it from a JSON string.
-    go_live: Annotated[AwareDatetime | None, Field(strict=False)] = None
+    go_live: Annotated[AwareDatetime | None, Field(strict=False), BeforeValidator(_rfc3339_text)] = None
 
 
 async def create_offer(request: web.Request) -> web.Response:

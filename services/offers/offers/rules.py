@@ -8,6 +8,8 @@ from auction_shared.problems import Problem
 
 # sortKey of GET /v1/offer -> column; `-` in front sorts descending.
 SORT_COLUMNS = {"golive": "go_live", "bid_price": "bid_price", "title": "title", "created": "created_at"}
+# How far ahead an offer may go live; it also keeps go_live + lifetime inside PostgreSQL's range.
+MAX_GO_LIVE_AHEAD = timedelta(days=10 * 365)
 
 
 @dataclass(frozen=True)
@@ -32,5 +34,11 @@ def parse_sort(raw: str | None) -> Sort:
 
 def schedule(now: datetime, go_live: datetime | None, lifetime: int) -> tuple[datetime, datetime | None]:
     """(go_live, ends_at) of a new offer: go_live absent or past means now; lifetime 0 never ends."""
+    if go_live is not None and go_live > now + MAX_GO_LIVE_AHEAD:
+        raise Problem(
+            400,
+            "go_live must be at most 10 years from now",
+            errors=[{"field": "go_live", "message": "must be at most 10 years from now"}],
+        )
     start = now if go_live is None or go_live < now else go_live
     return start, (start + timedelta(seconds=lifetime) if lifetime else None)
