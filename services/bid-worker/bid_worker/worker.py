@@ -85,7 +85,9 @@ class BidWorker:
         for index, name in enumerate(self.topology.shard_queues):
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.worker.prefetch)
-            queue = await channel.get_queue(name, ensure=False)
+            # declare_queue (passive), not get_queue: only queues the robust channel declared are
+            # re-consumed after a reconnect; a get_queue consumer would be silently lost.
+            queue = await channel.declare_queue(name, passive=True)
             shard = Shard(index, channel)
             shard.consumer_tag = await queue.consume(shard.deliver)
             self._shards.append(shard)
