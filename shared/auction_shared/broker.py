@@ -22,8 +22,10 @@ from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
 
-# A poison message is retried this many times before it goes to the dead-letter queue.
-DELIVERY_LIMIT = 5
+# A message that keeps coming back (its worker crashed with it in hand, again and again) goes to the
+# dead-letter queue after this many deliveries. Unparseable messages go there at once. Handing a
+# shard to another worker returns its prefetched messages too, which also counts: keep it generous.
+DELIVERY_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class Topology:
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.prefix}.dead"
+
+    @property
+    def workers_exchange(self) -> str:
+        """Bid-workers announce themselves here, to share the shards out between them."""
+        return f"{self.prefix}.workers"
 
     def shard_queue(self, shard: int) -> str:
         return f"{self.prefix}.bids.shard.{shard:02d}"
@@ -108,7 +115,10 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
     """Remove every exchange and queue of a prefix (test clean-up)."""
     for name in [*topology.shard_queues, topology.dead_letter_queue]:
         await channel.queue_delete(name)
-    for name in [topology.bids_exchange, topology.dead_letter_exchange, topology.events_exchange]:
+    for name in [
+        topology.bids_exchange, topology.dead_letter_exchange, topology.events_exchange,
+        topology.workers_exchange,
+    ]:
         await channel.exchange_delete(name)
 
 

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika import Message
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, ExchangeType
 
 from auction_shared import broker
 from auction_shared.broker import Publisher, Topology
@@ -20,8 +23,13 @@ from auction_shared.views import offer_view
 
 from . import store
 from .rules import Decision, OfferState, apply_bids
+from .sharing import Roster, owner
 
 log = logging.getLogger("bid_worker")
+
+# How often workers announce themselves, and how often each checks whether to hand a shard on.
+HEARTBEAT_SECONDS = 2.0
+REBALANCE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class WorkerSettings:
     prefetch: int = 1000
     max_batch: int = 1000
     worker_id: str = f"{socket.gethostname()}:{os.getpid()}"
+    # If set, one JSON line per committed batch: which offers and bids, when locked and committed.
+    audit_log: str | None = None
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -38,21 +48,52 @@ class WorkerSettings:
             prefetch=int(os.environ.get("WORKER_PREFETCH") or d.prefetch),
             max_batch=int(os.environ.get("WORKER_MAX_BATCH") or d.max_batch),
             worker_id=os.environ.get("WORKER_ID") or d.worker_id,
+            audit_log=os.environ.get("WORKER_AUDIT_LOG") or None,
         )
 
 
 class Shard:
     """One shard queue: its own channel (delivery tags and acks are per channel) and inbox."""
 
-    def __init__(self, index: int, channel: AbstractChannel) -> None:
+    def __init__(self, index: int, queue_name: str) -> None:
         self.index = index
-        self.channel = channel
+        self.queue_name = queue_name
+        self.channel: AbstractChannel | None = None
         self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self.consumer_tag: str | None = None
         self.current: asyncio.Future[None] | None = None
+        self.last_delivery = float("-inf")
+        self.release_requested = False
+        self._generation = 0
 
-    async def deliver(self, message: AbstractIncomingMessage) -> None:
-        self.inbox.put_nowait(message)
+    async def subscribe(self, connection: AbstractRobustConnection, prefetch: int) -> None:
+        self._generation += 1
+        generation = self._generation
+        self.inbox = asyncio.Queue()
+        self.channel = await connection.channel()
+        await self.channel.set_qos(prefetch_count=prefetch)
+        # declare_queue (passive), not get_queue: only queues the robust channel declared are
+        # re-consumed after a reconnect; a get_queue consumer would be silently lost.
+        queue = await self.channel.declare_queue(self.queue_name, passive=True)
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            if generation == self._generation:
+                self.last_delivery = time.monotonic()
+                self.inbox.put_nowait(message)
+
+        await queue.consume(deliver)
+
+    async def release(self, connection: AbstractRobustConnection, prefetch: int) -> None:
+        """Hand the shard to the next worker in line, then queue up behind it.
+
+        Closing the channel (not cancelling the consumer) returns every message still in hand to
+        the head of the queue in the same step that removes this consumer, so the next worker
+        starts exactly where this one stopped and the offer's order holds.
+        """
+        self.release_requested = False
+        self._generation += 1
+        if self.channel is not None:
+            await self.channel.close()
+        await self.subscribe(connection, prefetch)
 
     def take_batch(self, first: AbstractIncomingMessage, limit: int) -> list[AbstractIncomingMessage]:
         batch = [first]
@@ -66,6 +107,7 @@ class BidWorker:
         self.settings = settings
         self.worker = worker
         self.topology = Topology.from_settings(settings)
+        self.roster = Roster(worker.worker_id, ttl=3 * HEARTBEAT_SECONDS)
         self._connection: AbstractRobustConnection | None = None
         self._pool: asyncpg.Pool | None = None
         self._publisher: Publisher | None = None
@@ -82,31 +124,59 @@ class BidWorker:
         await setup.close()
         self._publisher = Publisher(self._connection, self.topology, self.settings.dependency_timeout)
         await self._publisher.open()
+        await self._join_roster()
         for index, name in enumerate(self.topology.shard_queues):
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=self.worker.prefetch)
-            # declare_queue (passive), not get_queue: only queues the robust channel declared are
-            # re-consumed after a reconnect; a get_queue consumer would be silently lost.
-            queue = await channel.declare_queue(name, passive=True)
-            shard = Shard(index, channel)
-            shard.consumer_tag = await queue.consume(shard.deliver)
+            shard = Shard(index, name)
+            await shard.subscribe(self._connection, self.worker.prefetch)
             self._shards.append(shard)
             self._tasks.append(asyncio.create_task(self._run_shard(shard), name=f"shard-{index}"))
+        self._tasks.append(asyncio.create_task(self._share_shards(), name="share-shards"))
         log.info(
             "worker %s consuming %d shards of %s (single active consumer each)",
             self.worker.worker_id, len(self._shards), self.topology.bids_exchange,
         )
 
+    async def _join_roster(self) -> None:
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        exchange = await channel.declare_exchange(
+            self.topology.workers_exchange, ExchangeType.FANOUT, auto_delete=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange)
+
+        async def heard(message: AbstractIncomingMessage) -> None:
+            self.roster.heard(message.body.decode(errors="replace"))
+
+        await queue.consume(heard, no_ack=True)
+
+        async def announce() -> None:
+            while True:
+                try:
+                    await exchange.publish(Message(self.worker.worker_id.encode()), routing_key="")
+                except Exception as exc:  # the robust connection is reconnecting; try next beat
+                    log.debug("heartbeat not sent: %r", exc)
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+
+        self._tasks.append(asyncio.create_task(announce(), name="heartbeat"))
+
+    async def _share_shards(self) -> None:
+        """Ask each shard loop to let go of a busy shard that another live worker owns."""
+        while True:
+            await asyncio.sleep(REBALANCE_SECONDS)
+            members = self.roster.members()
+            recent = time.monotonic() - REBALANCE_SECONDS
+            for shard in self._shards:
+                if shard.last_delivery >= recent and owner(shard.index, members) != self.worker.worker_id:
+                    shard.release_requested = True
+
     async def stop(self) -> None:
-        """Stop taking messages, finish the batch in hand, hand the rest back to the broker."""
+        """Finish the batches in hand, then close: the broker hands the rest to the next worker.
+
+        No consumer is cancelled first: a standby activated while this worker still held
+        messages would apply later bids before earlier ones.
+        """
         self._stopping.set()
-        for shard in self._shards:
-            try:
-                queue = await shard.channel.get_queue(self.topology.shard_queue(shard.index), ensure=False)
-                if shard.consumer_tag:
-                    await queue.cancel(shard.consumer_tag)
-            except Exception as exc:  # the broker may already be gone; unacked messages return anyway
-                log.debug("cancel of shard %d failed: %r", shard.index, exc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -124,6 +194,11 @@ class BidWorker:
     async def _run_shard(self, shard: Shard) -> None:
         while True:
             first = await shard.inbox.get()
+            if shard.release_requested:
+                assert self._connection is not None
+                log.info("worker %s hands shard %d to its owner", self.worker.worker_id, shard.index)
+                await shard.release(self._connection, self.worker.prefetch)
+                continue
             batch = shard.take_batch(first, self.worker.max_batch)
             # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
             shard.current = asyncio.ensure_future(self._handle(shard, batch))
@@ -173,6 +248,7 @@ class BidWorker:
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
             offers, now = await store.lock_offers(conn, sorted({b.offer_id for b in bids}))
+            locked_at = time.time()
             # Checked under the offer locks: a bid applied by another worker is seen here.
             done = await store.already_applied(conn, [b.bid_id for b in bids])
             by_offer: dict = defaultdict(list)
@@ -201,7 +277,19 @@ class BidWorker:
             await store.mark_outbid(conn, outbid)
             await store.insert_bids(conn, decisions, self.worker.worker_id)
             rows = await store.update_offers(conn, states)
+        if self.worker.audit_log:
+            self._audit(locked_at, decisions)
         return [offer_view(r) for r in rows if r["id"] in changed_ids]
+
+    def _audit(self, locked_at: float, decisions: list[Decision]) -> None:
+        line = {
+            "worker": self.worker.worker_id,
+            "locked_at": locked_at,
+            "committed_at": time.time(),
+            "bids": [[str(d.bid.offer_id), str(d.bid.bid_id)] for d in decisions],
+        }
+        with open(self.worker.audit_log, "a") as f:  # type: ignore[arg-type]
+            f.write(json.dumps(line) + "\n")
 
     async def _announce(self, offers: list[dict]) -> None:
         """offer.updated for every offer whose highest bid moved; the database stays the truth."""

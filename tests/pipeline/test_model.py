@@ -1,0 +1,58 @@
+"""Many users bid concurrently through the gateway: the result equals the sequential model."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import aiohttp
+
+from tests.support.api import Api, place_concurrently
+from tests.support.model import run_model
+from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_applied
+
+BIDS = 1200
+USERS = 20
+OFFERS = 5
+
+
+async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings):
+    stack.start_worker("worker-a")
+    rng = random.Random(20261127)
+    async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
+        api = Api(session, stack.gateway_url)
+        owner, *bidders = await api.accounts(USERS + 1, "model")
+        offers = [await api.create_offer(owner, bid_price=5) for _ in range(OFFERS)]
+        # Prices from a small set, so equal bids (ties) happen often.
+        plan = [
+            (rng.choice(bidders), rng.choice(offers)["id"], rng.choice(range(1, 81)) / 2)
+            for _ in range(BIDS)
+        ]
+        accepted = await place_concurrently(api, plan, concurrency=60)
+        assert len(accepted) == BIDS
+        await tap.wait_for(BIDS)
+        await wait_applied(settings.database_url, [b["id"] for b in accepted])
+
+    offer_ids = [o["id"] for o in offers]
+    states = await offer_states(settings.database_url, offer_ids)
+    rows = await bid_rows(settings.database_url, offer_ids)
+    ties = 0
+    for offer_id in offer_ids:
+        queued = tap.order[offer_id]
+        model = run_model(price(5), queued)
+        state, applied = states[offer_id], rows[offer_id]
+        ties += sum(n - 1 for n in Counter(b.price for b in queued).values())
+
+        # Applied one at a time in queue order, each exactly once.
+        assert [str(r["id"]) for r in applied] == [b.id for b in queued]
+        # The offer is what the sequential model says.
+        assert state["bid_price"] == model.price
+        assert str(state["highest_bid_id"]) == model.leader
+        assert state["highest_bidder"] == model.leader_name
+        assert state["bid_count"] == model.count == len(queued)
+        # Every bid has the model's status; exactly one leads; none is left pending.
+        assert {str(r["id"]): r["status"] for r in applied} == model.status
+        assert {str(r["id"]): r["reason"] for r in applied} == model.reason
+        assert sum(r["status"] == "leading" for r in applied) == 1
+        assert state["bid_price"] == max(b.price for b in queued)
+    assert sum(len(tap.order[o]) for o in offer_ids) == BIDS
+    assert ties > 100, "the plan should exercise equal bids"

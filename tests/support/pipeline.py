@@ -1,0 +1,124 @@
+"""Tools for bid pipeline tests: a tap on the broker that sees queue order, and database probes."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import aio_pika
+import asyncpg
+
+from auction_shared.broker import Topology
+from auction_shared.config import Settings
+from auction_shared.events import BidPlaced, Event
+from tests.support.model import ModelBid
+
+
+class BidTap:
+    """An extra queue bound to `bid.placed`: with one publishing channel (one bids process), it
+    receives each offer's bids in the same order as the offer's shard queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.order: dict[str, list[ModelBid]] = defaultdict(list)
+        self.seen: list[str] = []
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._queue_name = f"{settings.amqp_prefix}.tap.{uuid.uuid4().hex[:8]}"
+
+    async def __aenter__(self) -> BidTap:
+        self._connection = await aio_pika.connect(self.settings.amqp_url)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=1000)
+        exchange = await channel.declare_exchange(
+            Topology.from_settings(self.settings).events_exchange, "topic", durable=True
+        )
+        queue = await channel.declare_queue(self._queue_name, exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="bid.placed")
+        await queue.consume(self._on_message, no_ack=True)
+        return self
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            bid = BidPlaced.from_event(Event.decode(message.body))
+        except ValueError:
+            return  # poison messages published by a test are not bids
+        self.seen.append(str(bid.bid_id))
+        self.order[str(bid.offer_id)].append(ModelBid(str(bid.bid_id), bid.bid_price, bid.username))
+
+    async def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        await wait_until(lambda: len(self.seen) >= count, timeout, f"tap saw {len(self.seen)}/{count} bids")
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+async def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `condition` (sync or async) until it is true, or fail saying `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_applied(database_url: str, bid_ids: Iterable[str], timeout: float = 120.0) -> None:
+    """Wait until every bid id has a row in `bids` (the worker commits a bid with its effects)."""
+    ids = [uuid.UUID(b) for b in bid_ids]
+    conn = await asyncpg.connect(database_url)
+    try:
+        async def all_there() -> bool:
+            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids) == len(ids)
+
+        async def count() -> int:
+            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids)
+
+        try:
+            await wait_until(all_there, timeout, "bids applied")
+        except AssertionError:
+            raise AssertionError(f"only {await count()}/{len(ids)} bids applied after {timeout}s") from None
+    finally:
+        await conn.close()
+
+
+async def offer_states(database_url: str, offer_ids: Iterable[str]) -> dict[str, asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, start_price, bid_price, highest_bid_id, highest_bidder, bid_count, sold"
+            " FROM offers WHERE id = ANY($1::uuid[])",
+            [uuid.UUID(o) for o in offer_ids],
+        )
+        return {str(r["id"]): r for r in rows}
+    finally:
+        await conn.close()
+
+
+async def bid_rows(database_url: str, offer_ids: Iterable[str]) -> dict[str, list[asyncpg.Record]]:
+    """Every bid row of the offers, in the order the worker applied them (seq)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, offer_id, bid_price, username, status, reason, seq, processed_by FROM bids"
+            " WHERE offer_id = ANY($1::uuid[]) ORDER BY seq",
+            [uuid.UUID(o) for o in offer_ids],
+        )
+    finally:
+        await conn.close()
+    by_offer: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for r in rows:
+        by_offer[str(r["offer_id"])].append(r)
+    return by_offer
+
+
+def price(value: Any) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
