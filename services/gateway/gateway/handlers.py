@@ -1,14 +1,18 @@
-"""The gateway's own handlers: liveness and health."""
+"""The gateway's own handlers: liveness, health and the /index page."""
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from aiohttp import web
 
 from auction_shared.jsonio import json_response
 from auction_shared.web import health_handler
 
+from .offer_feed import feed_is_up
 from .proxy import AUTH, BIDS, OFFERS, upstream_healthy
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -16,5 +20,14 @@ async def ping(request: web.Request) -> web.Response:
 
 
 health = health_handler(
-    {name: partial(upstream_healthy, upstream=name) for name in (AUTH, OFFERS, BIDS)}
+    {
+        **{name: partial(upstream_healthy, upstream=name) for name in (AUTH, OFFERS, BIDS)},
+        # Without it the API still answers, but no live update reaches a WebSocket.
+        "rabbitmq": feed_is_up,
+    }
 )
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """The page for trying the API and the live updates by hand (plain HTML and JS, no build step)."""
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})

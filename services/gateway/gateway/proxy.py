@@ -73,6 +73,18 @@ def forward(upstream: Upstream, *, public: bool = False) -> Callable[[web.Reques
     return handler
 
 
+async def fetch(app: web.Application, upstream: Upstream, path_qs: str, token: str) -> tuple[int, bytes]:
+    """GET `path_qs` from `upstream` as the token's owner, on the pooled session (the WebSocket's reads)."""
+    url = app[BASE_URLS][upstream] + path_qs
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    try:
+        async with app[SESSION].get(url, headers=headers, allow_redirects=False) as resp:
+            return resp.status, await resp.read()
+    except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        log.warning("%s service unreachable for GET %s: %r", upstream, path_qs, exc)
+        raise DependencyDown(f"the {upstream} service") from None
+
+
 async def upstream_healthy(app: web.Application, upstream: Upstream) -> bool:
     url = app[BASE_URLS][upstream] + "/health"
     timeout = aiohttp.ClientTimeout(total=app[SETTINGS].dependency_timeout)

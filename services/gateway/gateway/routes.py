@@ -3,12 +3,16 @@ from aiohttp import web
 
 from . import handlers
 from .proxy import AUTH, BIDS, OFFERS, forward
+from .stream import stream
 
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/ping", handlers.ping)
     r.add_get("/health", handlers.health)
+    r.add_get("/index", handlers.index)
+    r.add_static("/static/", handlers.STATIC_DIR)
+    r.add_get("/v1/stream", stream)
     r.add_post("/v1/signup", forward(AUTH, public=True))
     r.add_post("/v1/login", forward(AUTH, public=True))
     for offer in ("/v1/offer", "/v1/offers"):

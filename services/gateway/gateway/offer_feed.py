@@ -1,0 +1,193 @@
+"""This replica's own queue of offer events (`offer.*`), deduplicated and handed to the hub in order."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp import WSCloseCode, web
+
+from auction_shared.broker import Topology, broker_is_up, connect, declare_events_exchange
+from auction_shared.config import Settings
+from auction_shared.events import Event, EventType, MalformedEvent
+
+from . import frames
+from .hub import HUB, Hub
+
+log = logging.getLogger(__name__)
+
+# Unacked events the broker may push ahead of the hub: bounds what waits in this process.
+PREFETCH = 1000
+# Ack with multiple=True every this many events (and whenever the inbox runs dry): one frame, not 100.
+ACK_EVERY = 100
+# The outbox delivers at least once; a copy arrives close behind the original, so a window suffices.
+RECENT_EVENT_IDS = 10_000
+# If this replica stalls, the broker keeps at most this many of its events (oldest dropped first):
+# a live view has no use for a backlog it could never catch up on.
+QUEUE_MAX_LENGTH = 100_000
+RETRY_SECONDS = 1.0
+
+
+class RecentIds:
+    """The last `size` event ids seen, to drop a redelivered copy."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+
+    def first_time(self, event_id: str) -> bool:
+        if event_id in self._ids:
+            return False
+        self._ids.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
+
+
+class OfferFeed:
+    """Consumes `offer.created`, `offer.updated` and `offer.sold` and fans them out through the hub.
+
+    Each replica has its own exclusive, auto-delete queue, so every replica sees every event once.
+    The connection is robust: after a reconnect aio-pika declares the queue, binds and consumes again
+    (events published while the connection was down are not replayed: the queue died with it).
+    """
+
+    def __init__(self, settings: Settings, hub: Hub) -> None:
+        self._settings = settings
+        self._topology = Topology.from_settings(settings)
+        self._hub = hub
+        self.queue_name = f"{self._topology.prefix}.gateway.{uuid.uuid4().hex[:12]}"
+        self._recent = RecentIds(RECENT_EVENT_IDS)
+        # Bounded by PREFETCH: the broker sends no more until we ack.
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._unacked = 0
+
+    def is_up(self) -> bool:
+        return (
+            self._connection is not None
+            and broker_is_up(self._connection)
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
+    async def run(self) -> None:
+        """Connect (waiting for RabbitMQ as long as it takes), then hand events to the hub forever."""
+        while True:
+            try:
+                await self._subscribe()
+                break
+            except (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError) as exc:
+                log.warning("live updates wait for RabbitMQ: %r", exc)
+                await self._close_connection()
+                await asyncio.sleep(RETRY_SECONDS)
+        log.info("live updates: consuming offer.* on %s", self.queue_name)
+        while True:
+            message = await self._inbox.get()
+            self.dispatch(message.body)
+            await self._ack(message)
+            # Let the watchers' writers flush this event before the next one is queued to them,
+            # so a burst from the broker is not mistaken for a slow client.
+            await asyncio.sleep(0)
+
+    async def _subscribe(self) -> None:
+        self._connection = await connect(self._settings, attempts=1)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        events = await declare_events_exchange(channel, self._topology)
+        queue = await channel.declare_queue(
+            self.queue_name,
+            exclusive=True,
+            auto_delete=True,
+            arguments={"x-max-length": QUEUE_MAX_LENGTH, "x-overflow": "drop-head"},
+        )
+        await queue.bind(events, routing_key="offer.*")
+        await queue.consume(self._on_message)
+        self._channel = channel
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # aiormq runs one task per delivery, in delivery order; queueing before any await keeps it.
+        self._inbox.put_nowait(message)
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        self._unacked += 1
+        if self._unacked < ACK_EVERY and not self._inbox.empty():
+            return
+        self._unacked = 0
+        try:
+            await message.ack(multiple=True)
+        except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
+            # The channel it came on is gone, and its exclusive queue with it: nothing to ack.
+            log.info("live updates: ack skipped after a reconnect: %r", exc)
+
+    def dispatch(self, body: bytes) -> None:
+        """One event to the watchers it concerns, serialised once."""
+        try:
+            event = Event.decode(body)
+        except MalformedEvent as exc:
+            log.warning("live updates: dropping a malformed event: %s", exc)
+            return
+        if not self._recent.first_time(event.id):
+            return
+        if event.type is EventType.OFFER_CREATED:
+            self._hub.broadcast(frames.event_frame(frames.OFFER_CREATED, event.data))
+        elif event.type is EventType.OFFER_UPDATED:
+            self._to_followers(event.data.get("id"), frames.OFFER_UPDATED, event)
+        elif event.type is EventType.OFFER_SOLD:
+            offer = event.data.get("offer")
+            self._to_followers(offer.get("id") if isinstance(offer, dict) else None, frames.OFFER_SOLD, event)
+
+    def _to_followers(self, offer_id: object, name: str, event: Event) -> None:
+        if not isinstance(offer_id, str):
+            log.warning("live updates: %s %s names no offer", event.type, event.id)
+            return
+        if self._hub.is_followed(offer_id):
+            self._hub.to_followers(offer_id, frames.event_frame(name, event.data))
+
+    async def close(self) -> None:
+        await self._close_connection()
+
+    async def _close_connection(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception as exc:  # closing a half-open connection must not stop the shutdown
+                log.info("live updates: closing the broker connection: %r", exc)
+
+
+FEED = web.AppKey("offer_feed", OfferFeed)
+
+
+def live_updates(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Cleanup context: the hub, and the feed that fills it (connecting in the background, so the
+    HTTP API serves even while RabbitMQ is down; /health says so)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        hub = Hub()
+        feed = OfferFeed(settings, hub)
+        app[HUB] = hub
+        app[FEED] = feed
+        task = asyncio.create_task(feed.run(), name="offer-feed")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await feed.close()
+
+    return ctx
+
+
+async def close_watchers(app: web.Application) -> None:
+    """on_shutdown: every socket gets 1001 before the server waits for its handlers to end."""
+    app[HUB].close_all(WSCloseCode.GOING_AWAY, "server shutting down")
+
+
+async def feed_is_up(app: web.Application) -> bool:
+    return app[FEED].is_up()
