@@ -1,0 +1,60 @@
+"""Fixtures for bid pipeline tests: an in-process worker and a raw publisher on the test broker."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+
+from auction_shared.broker import Topology
+from auction_shared.config import Settings
+from bid_worker.worker import BidWorker, WorkerSettings
+
+
+class WorkerControl:
+    """Start and stop a real BidWorker inside the test's event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker: BidWorker | None = None
+
+    async def start(self) -> BidWorker:
+        self.worker = BidWorker(self.settings, WorkerSettings(worker_id="in-process"))
+        await self.worker.start()
+        return self.worker
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+
+
+@pytest.fixture
+async def worker_control(settings: Settings) -> AsyncIterator[WorkerControl]:
+    control = WorkerControl(settings)
+    yield control
+    await control.stop()
+
+
+@pytest.fixture
+async def worker(worker_control: WorkerControl) -> AsyncIterator[BidWorker]:
+    yield await worker_control.start()
+
+
+@pytest.fixture
+async def raw_channel(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A publisher-confirmed channel on the test broker, for messages the bids service would never send."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    yield channel
+    await connection.close()
+
+
+async def publish_raw(channel, settings: Settings, body: bytes, offer_id: str, message_id: str | None = None) -> None:
+    exchange = await channel.get_exchange(Topology.from_settings(settings).events_exchange)
+    await exchange.publish(
+        aio_pika.Message(body, headers={"offer_id": offer_id}, message_id=message_id,
+                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key="bid.placed",
+        mandatory=True,
+    )
