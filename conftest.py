@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from auction_shared.config import Settings
 from tests.support.environment import env_of, new_settings, prepare_sync, tear_down_sync
+from tests.support.inprocess import World, running_world
 from tests.support.processes import Stack
 
 
@@ -71,6 +73,14 @@ def make_user(auth_client: TestClient):
         return User(user_id, username, password, (await resp.json())["token"])
 
     return make
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(settings: Settings) -> AsyncIterator[World]:
+    """auth, offers, bids and a gateway on test servers, one set per module: the module's tests must
+    share its loop (`pytestmark = pytest.mark.asyncio(loop_scope="module")`)."""
+    async with running_world(settings) as w:
+        yield w
 
 
 @pytest.fixture

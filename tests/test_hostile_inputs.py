@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
 
-from auction_shared.config import Settings
-from tests.support.inprocess import World, running_world
+from tests.support.inprocess import World
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -98,7 +96,8 @@ TABLE = [
            content_type="application/x-www-form-urlencoded"),
     signup("gzip header on plain bytes", '{"username": "abcdef", "password": "pass"}',
            headers={"Content-Encoding": "gzip"}),
-    signup("gzip bomb above 64 KiB", gzip.compress(b" " * 200_000), 413, headers={"Content-Encoding": "gzip"}),
+    signup("gzip bomb above 64 KiB", gzip.compress(b" " * 200_000), 413,
+           headers={"Content-Encoding": "gzip"}),
     signup("body above 64 KiB", '{"username": "' + "a" * 70_000 + '", "password": "pass"}', 413),
     # --- wrong types and values ------------------------------------------------------------
     signup("username null", '{"username": null, "password": "pass"}', field="username"),
@@ -232,15 +231,14 @@ class Arena:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def arena(settings: Settings) -> AsyncIterator[Arena]:
-    async with running_world(settings) as world:
-        credentials = {"username": f"hostile_{uuid.uuid4().hex[:10]}", "password": "pw-hostile"}
-        assert (await world.gateway.post("/v1/signup", json=credentials)).status == 201
-        token = (await (await world.gateway.post("/v1/login", json=credentials)).json())["token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        resp = await world.gateway.post("/v1/offer", json={"title": "arena", "bid_price": 5}, headers=headers)
-        assert resp.status == 201
-        yield Arena(world, headers, credentials, (await resp.json())["id"])
+async def arena(world: World) -> Arena:
+    credentials = {"username": f"hostile_{uuid.uuid4().hex[:10]}", "password": "pw-hostile"}
+    assert (await world.gateway.post("/v1/signup", json=credentials)).status == 201
+    token = (await (await world.gateway.post("/v1/login", json=credentials)).json())["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    resp = await world.gateway.post("/v1/offer", json={"title": "arena", "bid_price": 5}, headers=headers)
+    assert resp.status == 201
+    return Arena(world, headers, credentials, (await resp.json())["id"])
 
 
 async def still_answers(arena: Arena, service: str) -> None:

@@ -7,15 +7,13 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 import pytest
-import pytest_asyncio
 from aiohttp import web
 
-from auction_shared.config import Settings
 from tests.support.inprocess import World, running_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -154,12 +152,6 @@ def concrete(path: str) -> str:
 
 # A body valid for every route that takes one, so only the token can be what is wrong.
 BODY = {"bid_price": 10, "offer_id": str(uuid.uuid4()), "title": "token probe"}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(settings: Settings) -> AsyncIterator[World]:
-    async with running_world(settings) as w:
-        yield w
 
 
 async def call(world: World, target: str, method: str, path: str, headers: dict[str, str]):

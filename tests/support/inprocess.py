@@ -1,6 +1,7 @@
 """auth, offers, bids and a gateway in front of them, all on test servers inside the test's process."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -9,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from auction_shared.config import Settings
+from tests.support.api import Account
 
 
 @dataclass
@@ -69,3 +71,13 @@ async def running_world(settings: Settings, **gateway_overrides: str) -> AsyncIt
     finally:
         for client in reversed(started):
             await client.close()
+
+
+async def account(client: TestClient, prefix: str = "user") -> Account:
+    """Sign up and log in a fresh user through `client` (the gateway or the auth service)."""
+    credentials = {"username": f"{prefix}_{uuid.uuid4().hex[:12]}", "password": "pw-" + uuid.uuid4().hex[:8]}
+    resp = await client.post("/v1/signup", json=credentials)
+    assert resp.status == 201, await resp.text()
+    resp = await client.post("/v1/login", json=credentials)
+    assert resp.status == 200, await resp.text()
+    return Account(credentials["username"], (await resp.json())["token"])
