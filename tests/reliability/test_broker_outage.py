@@ -1,18 +1,13 @@
 """RabbitMQ cut under real service processes: offers keep coming, no event and no 202 bid is lost."""
 from __future__ import annotations
 
-import asyncio
-import random
-import uuid
-from collections import defaultdict
 from decimal import Decimal
 
 from auction_shared.config import Settings
-from auction_shared.events import BidPlaced
-from tests.reliability.client import Account, Client, fetch, health_says, wait_until
+from tests.reliability.bidding import BidStream, assert_matches_model, wait_applied
+from tests.reliability.client import Client, health_says, wait_until
 from tests.reliability.tap import EventTap
 from tests.support.faultproxy import FaultProxy
-from tests.support.model import ModelBid, run_model
 from tests.support.processes import Stack
 
 
@@ -58,72 +53,6 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
     assert delivered == created  # once each after dedupe, in the order the offers were created
 
 
-async def _bid_stream(
-    client: Client, bidders: list[Account], offer_ids: list[str], accepted: list[str], refused: list[int],
-    stop: asyncio.Event,
-) -> None:
-    """Bidders bid on random offers until `stop`; 202 bid ids and refusals are recorded."""
-
-    async def one(who: Account, rng: random.Random) -> None:
-        while not stop.is_set():
-            price = Decimal(rng.randint(100, 100_000)) / 100
-            status, body = await client.bid(who, rng.choice(offer_ids), float(price))
-            if status == 202:
-                accepted.append(body["id"])
-            else:
-                assert status == 503, (status, body)  # never a 500, never a hang
-                refused.append(status)
-                await asyncio.sleep(0.05)
-
-    await asyncio.gather(*(one(who, random.Random(i)) for i, who in enumerate(bidders)))
-
-
-async def _until(condition, what: str, timeout: float = 30.0) -> None:
-    await wait_until(condition, timeout, what, interval=0.02)
-
-
-def model_of(tap: EventTap) -> dict[str, list[ModelBid]]:
-    """Each offer's bids in the order its shard queue held them (the tap shares the publisher's order)."""
-    order: dict[str, list[ModelBid]] = defaultdict(list)
-    for event in tap.first_copies():
-        bid = BidPlaced.from_event(event)
-        order[str(bid.offer_id)].append(ModelBid(str(bid.bid_id), bid.bid_price, bid.username))
-    return order
-
-
-async def assert_final_state_matches_model(
-    settings: Settings, offers: dict[str, Decimal], tap: EventTap, accepted: list[str]
-) -> None:
-    """Every 202 bid applied once, nothing else applied, each offer as the sequential model says."""
-    order = model_of(tap)
-    queued = {b.id for bids in order.values() for b in bids}
-    assert set(accepted) <= queued, "a bid answered 202 never reached the broker"
-    rows = await fetch(
-        settings.database_url,
-        "SELECT id, offer_id, status, reason FROM bids WHERE offer_id = ANY($1::uuid[])",
-        [uuid.UUID(o) for o in offers],
-    )
-    applied = {str(r["id"]): r for r in rows}
-    assert set(applied) == queued, "bids lost or invented between the queue and the database"
-    states = {
-        str(r["id"]): r
-        for r in await fetch(
-            settings.database_url,
-            "SELECT id, bid_price, highest_bid_id, bid_count FROM offers WHERE id = ANY($1::uuid[])",
-            [uuid.UUID(o) for o in offers],
-        )
-    }
-    for offer_id, start in offers.items():
-        model = run_model(start, order[offer_id])
-        state = states[offer_id]
-        assert state["bid_count"] == model.count == len(order[offer_id])  # none doubled
-        assert state["bid_price"] == model.price
-        assert (str(state["highest_bid_id"]) if state["highest_bid_id"] else None) == model.leader
-        for bid in order[offer_id]:
-            row = applied[bid.id]
-            assert (row["status"], row["reason"]) == (model.status[bid.id], model.reason[bid.id]), bid
-
-
 async def test_no_202_bid_is_lost_through_a_broker_cut_and_each_is_applied_once(
     settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Client
 ) -> None:
@@ -136,36 +65,13 @@ async def test_no_202_bid_is_lost_through_a_broker_cut_and_each_is_applied_once(
         status, body = await client.create_offer(seller, price=5)
         assert status == 201, body
         offers[body["id"]] = Decimal("5.00")
-    accepted: list[str] = []
-    refused: list[int] = []
-    stop = asyncio.Event()
     async with EventTap(settings, "bid.placed") as tap:
-        stream = asyncio.create_task(_bid_stream(client, bidders, list(offers), accepted, refused, stop))
-        try:
-            await _until(lambda: len(accepted) >= 60 or stream.done(), "60 bids before the cut")
+        async with BidStream(client, bidders, list(offers)) as stream:
+            await stream.until(lambda s: len(s.accepted) >= 60, "60 bids before the cut")
             broker_proxy.cut()
-            await _until(lambda: len(refused) >= 10 or stream.done(), "bid intake to refuse during the cut")
-            taken_during_cut = len(accepted)
+            await stream.until(lambda s: s.refused >= 10, "bid intake to refuse during the cut")
+            taken = len(stream.accepted)
             broker_proxy.restore()
-            await _until(lambda: len(accepted) >= taken_during_cut + 60 or stream.done(),
-                         "60 bids after the restore")
-        finally:
-            stop.set()
-            await stream  # re-raises an unexpected status
-        await wait_until(
-            lambda: tap_has(tap, accepted), 30, "every 202 bid to reach the tap"
-        )
-        await wait_until(lambda: applied_count(settings, accepted), 60, "every 202 bid to be applied")
-    await assert_final_state_matches_model(settings, offers, tap, accepted)
-
-
-def tap_has(tap: EventTap, bid_ids: list[str]) -> bool:
-    return set(bid_ids) <= {e.id for e in tap.events}
-
-
-async def applied_count(settings: Settings, bid_ids: list[str]) -> bool:
-    rows = await fetch(
-        settings.database_url, "SELECT count(*) AS n FROM bids WHERE id = ANY($1::uuid[])",
-        [uuid.UUID(b) for b in bid_ids],
-    )
-    return rows[0]["n"] == len(bid_ids)
+            await stream.until(lambda s: len(s.accepted) >= taken + 60, "60 bids after the restore")
+        await wait_applied(settings, offers, tap, stream.accepted)
+    await assert_matches_model(settings, offers, tap, stream.accepted)
