@@ -1,0 +1,244 @@
+"""docker-compose.yml: valid by the Compose Specification, and complete for the code as it is."""
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+
+from auction_shared.config import ConfigError
+from tests.deploy import codebase, manifests
+from tests.deploy.manifests import environment_of
+
+# RabbitMQ's management UI: the only port published besides the gateway's.
+MANAGEMENT_PORT = 15672
+INFRASTRUCTURE = {"postgres", "rabbitmq"}
+MIGRATE = "migrate"
+
+
+def compose_schema() -> dict:
+    """The Compose Specification's JSON schema, as check-jsonschema vendors it (pinned in
+    requirements-dev.txt; upstream: github.com/compose-spec/compose-spec, schema/compose-spec.json)."""
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads(vendor.joinpath("compose-spec.json").read_text())
+
+
+def validator() -> jsonschema.protocols.Validator:
+    schema = compose_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict:
+    return manifests.compose()
+
+
+@pytest.fixture(scope="module")
+def app_services(stack: dict) -> dict[str, dict]:
+    """Every service built from this repository's Dockerfile (the code's processes and migrate)."""
+    return {name: svc for name, svc in stack["services"].items() if "build" in svc}
+
+
+def published_container_ports(service: dict) -> set[int]:
+    ports = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ports.add(int(port["target"]))
+        else:
+            ports.add(int(str(port).rsplit(":", 1)[-1].split("/")[0]))
+    return ports
+
+
+def test_compose_file_is_valid_by_the_compose_specification() -> None:
+    v = validator()
+    for document in (manifests.compose_raw(), manifests.compose()):
+        errors = sorted(v.iter_errors(document), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_the_schema_catches_a_mistake() -> None:
+    """The validator has teeth: a misspelled key, or a replica count that is not a number, fails."""
+    v = validator()
+    misspelled = copy.deepcopy(manifests.compose())
+    misspelled["services"]["gateway"]["helthcheck"] = misspelled["services"]["gateway"].pop("healthcheck")
+    assert not v.is_valid(misspelled)
+    bad_depends = copy.deepcopy(manifests.compose())
+    bad_depends["services"]["gateway"]["depends_on"]["auth"]["condition"] = "service_ready"
+    assert not v.is_valid(bad_depends)
+
+
+def test_every_service_of_the_code_has_a_compose_service(app_services: dict) -> None:
+    dockerfile = {s.name: s for s in manifests.dockerfile_stages() if s.name}
+    for service in codebase.services():
+        assert service.folder in app_services, f"no compose service for {service.folder}"
+        target = app_services[service.folder]["build"]["target"]
+        assert dockerfile[target].cmd == ["python", "-m", service.module], service.folder
+    migrate_target = app_services[MIGRATE]["build"]["target"]
+    assert dockerfile[migrate_target].cmd == ["python", "-m", "auction_shared.migrate"]
+    for name, svc in app_services.items():
+        assert svc["build"]["context"] == ".", name
+        assert svc["build"]["target"] in dockerfile, f"{name}: no Dockerfile target {svc['build']['target']}"
+
+
+def test_only_the_gateway_and_the_management_ui_are_published(stack: dict) -> None:
+    gateway_port = next(s.port for s in codebase.services() if s.folder == "gateway")
+    published = {name: published_container_ports(svc) for name, svc in stack["services"].items()}
+    assert {n: p for n, p in published.items() if p} == {
+        "gateway": {gateway_port},
+        "rabbitmq": {MANAGEMENT_PORT},
+    }
+    # On this machine only, unless BIND_ADDRESS says otherwise in .env.
+    for name in ("gateway", "rabbitmq"):
+        assert all(str(p).startswith("127.0.0.1:") for p in stack["services"][name]["ports"])
+    opened = manifests.compose({"BIND_ADDRESS": "0.0.0.0"})
+    assert opened["services"]["gateway"]["ports"] == [f"0.0.0.0:{gateway_port}:{gateway_port}"]
+
+
+def health_url(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    assert test[0] == "CMD", "exec form: the slim image has no shell tools to rely on"
+    # The image has no curl: a Python one-liner with urllib, which fails on any non-200 answer.
+    assert test[1:3] == ["python", "-c"], test
+    urls = re.findall(r"http://[^'\"]+", test[3])
+    assert len(urls) == 1, test
+    return urls[0]
+
+
+def test_every_http_service_is_health_checked_on_its_code_port(app_services: dict) -> None:
+    for service in codebase.services():
+        svc = app_services[service.folder]
+        url = urlsplit(health_url(svc))
+        assert url.hostname == "127.0.0.1"
+        assert url.path in service.get_routes, f"{service.folder}: no GET {url.path} in its code"
+        if service.port is not None:
+            assert url.port == service.port, service.folder
+            reachable = {int(p) for p in svc.get("expose", [])} | published_container_ports(svc)
+            assert service.port in reachable, f"{service.folder}: :{service.port} neither exposed nor published"
+        else:  # the worker: only its optional health endpoint listens
+            assert url.port == int(environment_of(svc)["WORKER_HEALTH_PORT"])
+        assert environment_of(svc)["HOST"] == "0.0.0.0", "a service on 127.0.0.1 is unreachable"
+
+
+def test_infrastructure_is_pinned_and_health_checked(stack: dict) -> None:
+    postgres, rabbitmq = stack["services"]["postgres"], stack["services"]["rabbitmq"]
+    assert re.fullmatch(r"postgres:\d+(\.\d+)?-alpine", postgres["image"])
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert re.fullmatch(r"rabbitmq:3\.\d+-management", rabbitmq["image"])
+    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    for name, svc in (("postgres", postgres), ("rabbitmq", rabbitmq)):
+        named = [v.split(":")[0] for v in svc["volumes"] if not v.startswith(".")]
+        assert named and all(v in stack["volumes"] for v in named), f"{name}: data in a named volume"
+
+
+def test_rabbitmq_enables_the_plugins_the_pipeline_needs(stack: dict) -> None:
+    mounts = {}
+    for volume in stack["services"]["rabbitmq"]["volumes"]:
+        source, target, *_ = volume.split(":")
+        mounts[target] = source
+    plugins_file = codebase.ROOT / mounts["/etc/rabbitmq/enabled_plugins"]
+    plugins = plugins_file.read_text().strip()
+    assert re.fullmatch(r"\[[a-z_,\s]+\]\.", plugins), "an Erlang list term ending with a dot"
+    enabled = {p.strip() for p in plugins[1:-2].split(",")}
+    # The bid pipeline's x-consistent-hash exchange, and the management UI this file replaces.
+    assert {"rabbitmq_consistent_hash_exchange", "rabbitmq_management"} <= enabled
+    conf_targets = [t for t in mounts if t.startswith("/etc/rabbitmq/conf.d/")]
+    assert conf_targets and all((codebase.ROOT / mounts[t]).is_file() for t in conf_targets)
+    # Why the plugin: the code declares an x-consistent-hash exchange.
+    assert "X_CONSISTENT_HASH" in (codebase.SHARED / "auction_shared" / "broker.py").read_text()
+
+
+def test_start_order_waits_for_health_and_migrations(stack: dict, app_services: dict) -> None:
+    services = stack["services"]
+    for name, svc in services.items():
+        for dep, rule in (svc.get("depends_on") or {}).items():
+            condition = rule["condition"]
+            if dep == MIGRATE:
+                assert condition == "service_completed_successfully", name
+            else:
+                assert condition == "service_healthy", f"{name} -> {dep}"
+                assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has no healthcheck"
+    assert services[MIGRATE]["restart"] == "no"
+    assert "postgres" in services[MIGRATE]["depends_on"]
+    gateway = services["gateway"]
+    for var in ("AUTH_URL", "OFFERS_URL", "BIDS_URL"):
+        upstream = urlsplit(environment_of(gateway)[var]).hostname
+        assert upstream in gateway["depends_on"], f"the gateway starts before its upstream {upstream}"
+    # Everything that uses the database starts after the migrations.
+    for name in set(app_services) - {MIGRATE, "gateway"}:
+        assert services[name]["depends_on"].get(MIGRATE), name
+
+
+def test_bid_worker_runs_two_replicas(stack: dict) -> None:
+    worker = stack["services"]["bid-worker"]
+    assert int(worker["deploy"]["replicas"]) >= 2
+    assert "container_name" not in worker, "a fixed container name allows one replica only"
+
+
+def test_every_setting_the_code_needs_is_set(app_services: dict) -> None:
+    variables = codebase.env_vars()
+    assert {"JWT_SECRET", "DATABASE_URL", "AMQP_URL"} <= set(variables), "the source scan found nothing"
+    for name, svc in app_services.items():
+        env = environment_of(svc)
+        for var in variables.values():
+            if var.required or var.defaults_to_loopback:
+                assert env.get(var.name), f"{name}: {var.name} is not set (read in {var.files})"
+            if var.defaults_to_loopback:
+                assert not any(h in env[var.name] for h in codebase.LOOPBACK), f"{name}: {var.name}"
+        unknown = set(env) - set(variables)
+        assert not unknown, f"{name} sets {unknown}, which no code reads (a typo?)"
+        codebase.check_required("JWT_SECRET", env["JWT_SECRET"])
+
+
+def test_service_urls_name_compose_services_on_their_code_ports(app_services: dict, stack: dict) -> None:
+    ports = {s.folder: s.port for s in codebase.services()}
+    for name, svc in app_services.items():
+        env = environment_of(svc)
+        for var in ("AUTH_URL", "OFFERS_URL", "BIDS_URL"):
+            url = urlsplit(env[var])
+            assert url.hostname in stack["services"], f"{name}: {var} -> {url.hostname}"
+            assert url.port == ports[url.hostname], f"{name}: {var}"
+        assert urlsplit(env["DATABASE_URL"]).hostname == "postgres"
+        assert urlsplit(env["AMQP_URL"]).hostname == "rabbitmq"
+
+
+def test_the_database_password_is_the_one_postgres_is_created_with() -> None:
+    for env in ({}, {"POSTGRES_PASSWORD": "from-dot-env"}):
+        stack = manifests.compose(env)
+        created = stack["services"]["postgres"]["environment"]
+        for svc in stack["services"].values():
+            url = environment_of(svc).get("DATABASE_URL")
+            if url:
+                parts = urlsplit(url)
+                assert (parts.username, parts.password) == (created["POSTGRES_USER"], created["POSTGRES_PASSWORD"])
+                assert parts.path == "/" + created["POSTGRES_DB"]
+
+
+def test_compose_starts_without_a_dot_env() -> None:
+    """Every interpolated variable has a default, so `docker compose up` needs no editing."""
+    uses = manifests.interpolation_uses(manifests.COMPOSE_FILE.read_text())
+    assert uses
+    for name, operator, default in uses:
+        assert operator == ":-", f"${{{name}}} has no default: compose would start with it empty or refuse"
+    env = environment_of(manifests.compose()["services"]["gateway"])
+    secret = env["JWT_SECRET"]
+    codebase.check_required("JWT_SECRET", secret)
+    # The default is a marked placeholder, never something that looks like a real secret.
+    assert "insecure" in secret and "placeholder" in secret
+
+
+def test_dot_env_example_documents_every_setting_compose_reads() -> None:
+    example = manifests.env_example()
+    interpolated = {name for name, _, _ in manifests.interpolation_uses(manifests.COMPOSE_FILE.read_text())}
+    assert set(example) == interpolated
+    assert "replace" in example["JWT_SECRET"].lower(), "the example holds a placeholder, no real secret"
+    stack = manifests.compose(example)  # a copied, unedited .env.example still starts
+    codebase.check_required("JWT_SECRET", environment_of(stack["services"]["auth"])["JWT_SECRET"])
+    with pytest.raises(ConfigError):
+        codebase.check_required("JWT_SECRET", "too-short")
+    assert ".env" in (codebase.ROOT / ".gitignore").read_text().split()
