@@ -67,16 +67,17 @@ class OfferFeed:
         # Bounded by PREFETCH: the broker sends no more until we ack.
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._connection: AbstractRobustConnection | None = None
+        # Held here on purpose: the robust connection keeps its channels only weakly, and restores
+        # after a reconnect only the channels still alive.
         self._channel: AbstractChannel | None = None
+        # True while the queue is declared, bound and consumed: from the first subscribe until the
+        # connection drops, and again once aio-pika has restored the channel after a reconnect.
+        self._subscribed = False
+        self.resubscribed = 0  # how many times a reconnect restored the subscription
         self._unacked = 0
 
     def is_up(self) -> bool:
-        return (
-            self._connection is not None
-            and broker_is_up(self._connection)
-            and self._channel is not None
-            and not self._channel.is_closed
-        )
+        return self._subscribed and self._connection is not None and broker_is_up(self._connection)
 
     async def run(self) -> None:
         """Connect (waiting for RabbitMQ as long as it takes), then hand events to the hub forever."""
@@ -111,6 +112,19 @@ class OfferFeed:
         await queue.bind(events, routing_key="offer.*")
         await queue.consume(self._on_message)
         self._channel = channel
+        self._connection.close_callbacks.add(self._on_lost)
+        self._connection.reconnect_callbacks.add(self._on_restored)
+        self._subscribed = True
+
+    def _on_lost(self, *_: object) -> None:
+        if self._subscribed:
+            log.warning("live updates: lost RabbitMQ; events are missed until it reconnects")
+        self._subscribed = False
+
+    def _on_restored(self, *_: object) -> None:
+        log.info("live updates: reconnected; %s declared, bound and consumed again", self.queue_name)
+        self._subscribed = True
+        self.resubscribed += 1
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # aiormq runs one task per delivery, in delivery order; queueing before any await keeps it.
@@ -155,6 +169,7 @@ class OfferFeed:
         await self._close_connection()
 
     async def _close_connection(self) -> None:
+        self._subscribed = False
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             try:

@@ -1,0 +1,233 @@
+"""Live updates end to end: real service processes, two gateway replicas, a bid-worker, RabbitMQ.
+
+Absence is proved without timing: frames reach a socket in the order its gateway handled the events,
+so once a later marker event has arrived, an earlier event that was meant for the socket has too.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+
+from auction_shared.broker import Topology
+from auction_shared.config import Settings
+from auction_shared.events import Event, EventType
+from tests.support.environment import env_of
+from tests.support.processes import Stack
+from tests.support.watch import DEADLINE, Watch
+
+CLOSE_TOO_SLOW = 1008
+
+
+@dataclass
+class Live:
+    stack: Stack
+    gateway_b: str
+
+    @property
+    def gateway_a(self) -> str:
+        return self.stack.gateway_url
+
+
+@pytest.fixture(scope="module")
+def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """One stack for the module: auth, offers, bids, gateway A, gateway B and a bid-worker."""
+    stack = Stack(env_of(settings), tmp_path_factory.mktemp("live"))
+    try:
+        stack.start_services()
+        _, port_b = stack.start_gateway("gateway-b")
+        stack.start_worker("w1")
+        yield Live(stack, f"http://127.0.0.1:{port_b}")
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def http() -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@dataclass
+class Account:
+    username: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def account(http: aiohttp.ClientSession, base: str, prefix: str) -> Account:
+    creds = {"username": f"{prefix}_{uuid.uuid4().hex[:10]}", "password": "pw-" + uuid.uuid4().hex[:8]}
+    async with http.post(f"{base}/v1/signup", json=creds) as resp:
+        assert resp.status == 201, await resp.text()
+    async with http.post(f"{base}/v1/login", json=creds) as resp:
+        assert resp.status == 200, await resp.text()
+        return Account(creds["username"], (await resp.json())["token"])
+
+
+async def create_offer(http: aiohttp.ClientSession, base: str, owner: Account, price: float = 10) -> dict[str, Any]:
+    body = {"title": "lot " + uuid.uuid4().hex[:6], "bid_price": price}
+    async with http.post(f"{base}/v1/offer", json=body, headers=owner.headers) as resp:
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+
+async def place_bid(http: aiohttp.ClientSession, base: str, bidder: Account, offer_id: str, price: float) -> dict:
+    body = {"offer_id": offer_id, "bid_price": price}
+    async with http.post(f"{base}/v1/bid", json=body, headers=bidder.headers) as resp:
+        assert resp.status == 202, await resp.text()
+        return await resp.json()
+
+
+def created(offer_id: str):
+    return lambda f: f["event"] == "offerCreated" and f["data"]["id"] == offer_id
+
+
+def offer_events(watch: Watch, offer_id: str) -> list[str]:
+    """The offerUpdated / offerSold frames a watch got about one offer."""
+    out = []
+    for f in watch.frames:
+        if f["event"] == "offerUpdated" and f["data"]["id"] == offer_id:
+            out.append("offerUpdated")
+        elif f["event"] == "offerSold" and f["data"]["offer"]["id"] == offer_id:
+            out.append("offerSold")
+    return out
+
+
+async def test_every_authenticated_watcher_on_either_replica_gets_each_new_offer_exactly_once(live, http):
+    seller = await account(http, live.gateway_a, "seller")
+    watchers = []
+    for base in (live.gateway_a, live.gateway_b):
+        for _ in range(3):
+            watchers.append(await Watch.open(http, base, (await account(http, base, "watcher")).token))
+    anonymous = [await Watch.open(http, live.gateway_a), await Watch.open(http, live.gateway_b)]
+
+    offers = [await create_offer(http, live.gateway_a, seller) for _ in range(5)]
+    marker = await create_offer(http, live.gateway_b, seller)
+    await asyncio.gather(*(w.until(created(marker["id"])) for w in watchers))
+
+    ours = {o["id"] for o in offers} | {marker["id"]}
+    for w in watchers:
+        counts = Counter(f["data"]["id"] for f in w.of("offerCreated") if f["data"]["id"] in ours)
+        assert counts == {offer_id: 1 for offer_id in ours}, counts
+        by_id = {f["data"]["id"]: f["data"] for f in w.of("offerCreated")}
+        assert all(by_id[o["id"]] == o for o in offers)  # the offer exactly as POST returned it
+    for w in anonymous:
+        # Had an offerCreated been queued to it, it would arrive before the answer to authenticate.
+        reply = await w.authenticate(seller.token)
+        assert w.frames == [reply] and reply["event"] == "authenticated"
+
+
+async def test_subscribers_and_only_they_follow_an_offers_price_and_its_sale(live, http):
+    a, b = live.gateway_a, live.gateway_b
+    seller = await account(http, a, "seller")
+    bidder = await account(http, b, "bidder")
+    x = await create_offer(http, a, seller, price=10)
+    y = await create_offer(http, a, seller, price=10)
+
+    async def watcher(base: str, *follow: str) -> Watch:
+        w = await Watch.open(http, base, (await account(http, base, "watcher")).token)
+        for offer_id in follow:
+            assert (await w.request("subscribe", "subscribed", offer_id=offer_id))["event"] == "subscribed"
+        return w
+
+    x_on_a, x_on_b, y_on_a, nothing_on_b = (
+        await watcher(a, x["id"]), await watcher(b, x["id"]), await watcher(a, y["id"]), await watcher(b)
+    )
+    left_x = await watcher(a, x["id"])
+    assert (await left_x.request("unsubscribe", "unsubscribed", offer_id=x["id"]))["event"] == "unsubscribed"
+
+    bid = await place_bid(http, b, bidder, x["id"], 25.5)
+    for w in (x_on_a, x_on_b):
+        update = await w.until(lambda f: f["event"] == "offerUpdated" and f["data"]["id"] == x["id"])
+        assert update["data"]["bid_price"] == 25.5
+        assert update["data"]["highest_bid_id"] == bid["id"]
+        assert update["data"]["highest_bidder"] == bidder.username
+    await place_bid(http, b, bidder, y["id"], 30)
+    update = await y_on_a.until(lambda f: f["event"] == "offerUpdated" and f["data"]["id"] == y["id"])
+    assert update["data"]["bid_price"] == 30
+
+    # The update arrived, so the bid is processed and leads: the owner can accept it.
+    async with http.put(f"{a}/v1/bid/{bid['id']}", headers=seller.headers) as resp:
+        assert resp.status == 200, await resp.text()
+    for w in (x_on_a, x_on_b):
+        sold = await w.until(lambda f: f["event"] == "offerSold" and f["data"]["offer"]["id"] == x["id"])
+        assert sold["data"]["offer"]["sold"] is True
+        assert sold["data"]["bid"]["id"] == bid["id"] and sold["data"]["bid"]["accepted"] is True
+
+    marker = await create_offer(http, b, seller)
+    everyone = (x_on_a, x_on_b, y_on_a, nothing_on_b, left_x)
+    await asyncio.gather(*(w.until(created(marker["id"])) for w in everyone))
+    assert offer_events(x_on_a, x["id"]) == offer_events(x_on_b, x["id"]) == ["offerUpdated", "offerSold"]
+    assert offer_events(x_on_a, y["id"]) == offer_events(x_on_b, y["id"]) == []
+    assert offer_events(y_on_a, y["id"]) == ["offerUpdated"] and offer_events(y_on_a, x["id"]) == []
+    for w in (nothing_on_b, left_x):
+        assert offer_events(w, x["id"]) == offer_events(w, y["id"]) == []
+
+
+class EventPublisher:
+    """Publishes events straight to the events exchange, as the offers service's relay would."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def __aenter__(self) -> EventPublisher:
+        self._connection = await aio_pika.connect(self._settings.amqp_url)
+        channel = await self._connection.channel()
+        self._exchange = await channel.get_exchange(Topology.from_settings(self._settings).events_exchange)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._connection.close()
+
+    async def publish(self, event: Event) -> None:
+        await self._exchange.publish(aio_pika.Message(event.encode(), message_id=event.id), routing_key=str(event.type))
+
+
+def big_offer_created(i: int) -> Event:
+    # Offer-shaped, with a large title: the silent socket's buffers fill in a few hundred events.
+    return Event.new(EventType.OFFER_CREATED, {"id": str(uuid.uuid4()), "title": f"{i} " + "x" * 16_000})
+
+
+async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_every_event(live, http, settings):
+    # A small queue makes "falling behind" quick to reach; the long heartbeat keeps the ping
+    # timeout from dropping the silent socket first.
+    gateway, port = live.stack.start_gateway("gateway-slow", WS_CLIENT_QUEUE="16", WS_HEARTBEAT_SECONDS="300")
+    base = f"http://127.0.0.1:{port}"
+    user = await account(http, base, "watcher")
+    slow = await Watch.open(http, base, user.token)
+    readers = [await Watch.open(http, base, user.token) for _ in range(4)]
+    end = Event.new(EventType.OFFER_CREATED, {"id": str(uuid.uuid4()), "title": "the end"})
+    reading = [asyncio.create_task(w.until(created(end.data["id"]), deadline=120)) for w in readers]
+
+    sent: list[str] = []
+    async with EventPublisher(settings) as publisher:
+        # How much a socket buffers depends on the kernel's settings: send until the gateway
+        # says it closed a watcher as too slow (at most 48 MB), however long that takes.
+        for batch in range(30):
+            for i in range(100):
+                event = big_offer_created(batch * 100 + i)
+                await publisher.publish(event)
+                sent.append(event.data["id"])
+            if "frames behind" in gateway.output():
+                break
+        await publisher.publish(end)
+    await asyncio.gather(*reading)
+
+    assert "frames behind" in gateway.output()
+    wanted = [*sent, end.data["id"]]
+    for w in readers:
+        assert [f["data"]["id"] for f in w.of("offerCreated") if f["data"]["id"] in set(wanted)] == wanted
+    # Now the silent socket reads: what was buffered before it fell behind, then the close.
+    assert await slow.close_code(deadline=DEADLINE) == CLOSE_TOO_SLOW
+    got = [f["data"]["id"] for f in slow.of("offerCreated")]
+    assert got == wanted[: len(got)] and len(got) < len(wanted)
