@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 export PYTHONPATH := shared:services/auth:services/offers:services/bids:services/gateway:services/bid-worker
+IMAGE_TARGETS := migrate auth offers bids gateway bid-worker
+IMAGE_TAG ?= 0.1.0
+REGISTRY ?=
 
-.PHONY: run test bench migrate lint venv clean
+.PHONY: run test bench migrate lint venv clean images deploy-check
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,12 @@ migrate: venv ## create the database if missing and apply migrations
 
 test: venv ## the whole suite against this machine's real PostgreSQL and RabbitMQ
 	$(PY) -m pytest
+
+images: ## one image per Dockerfile target, auction-<target>:$(IMAGE_TAG) (needs Docker; REGISTRY=host/path/)
+	for t in $(IMAGE_TARGETS); do docker build --target $$t -t $(REGISTRY)auction-$$t:$(IMAGE_TAG) . || exit 1; done
+
+deploy-check: venv ## compose, Dockerfile and k8s manifests against their schemas and the code (no Docker)
+	$(PY) -m pytest tests/deploy -q
 
 lint: venv
 	$(PY) -m ruff check . || true

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.resources
 import json
 import re
@@ -27,6 +28,7 @@ def compose_schema() -> dict:
     return json.loads(vendor.joinpath("compose-spec.json").read_text())
 
 
+@functools.cache
 def validator() -> jsonschema.protocols.Validator:
     schema = compose_schema()
     cls = jsonschema.validators.validator_for(schema)

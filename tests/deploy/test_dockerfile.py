@@ -101,3 +101,12 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
         assert manifests.dockerignored(path), f"{path} would be sent into the build"
     for path in ("requirements.txt", "shared/auction_shared/config.py", "deploy/migrations/001_users.sql"):
         assert not manifests.dockerignored(path), f"{path} is needed by the build"
+
+
+def test_make_images_builds_every_target_with_the_tag_the_manifests_use() -> None:
+    makefile = (codebase.ROOT / "Makefile").read_text()
+    listed = re.search(r"^IMAGE_TARGETS\s*:=\s*(.+)$", makefile, re.M).group(1).split()
+    tag = re.search(r"^IMAGE_TAG\s*\?=\s*(\S+)$", makefile, re.M).group(1)
+    assert sorted(listed) == sorted(targets())
+    kustomization = manifests.k8s_documents(manifests.K8S_DIR / "kustomization.yaml")[0]
+    assert {i["name"]: i["newTag"] for i in kustomization["images"]} == {f"auction-{t}": tag for t in listed}
