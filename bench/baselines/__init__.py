@@ -1,0 +1,1 @@
+"""The bare programs each figure is compared with: the least code that does the same job."""

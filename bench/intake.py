@@ -1,0 +1,136 @@
+"""1. Bid intake (the original's `hey` run) and 2a. how long until every accepted bid is applied."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from . import cpu, hey
+from .api import Account, PublicApi
+from .stack import BenchStack
+
+# One price for every request: hey sends the same body each time, so the first bid processed leads
+# and every later one is rejected as too low; the offer must end at exactly this price.
+BID_PRICE = Decimal("4321.50")
+
+
+@dataclass
+class Settle:
+    """What the database holds once the workers caught up with one hey run."""
+
+    accepted: int
+    applied: int = 0
+    rows: int = 0
+    leading: int = 0
+    final_price: Decimal | None = None
+    max_sent: Decimal = BID_PRICE
+    seconds_after_hey: float = float("nan")
+    end_to_end_bids_per_s: float = float("nan")
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class IntakeRun:
+    concurrency: int
+    requests: int
+    stack: hey.HeyResult
+    baseline: hey.HeyResult
+    settle: Settle
+    # Microseconds of CPU per request by kind of process (see cpu.py), for the stack and the baseline.
+    stack_cpu: dict[str, float] = field(default_factory=dict)
+    baseline_cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps_ratio(self) -> float:
+        return self.stack.rps / self.baseline.rps if self.baseline.rps else float("nan")
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.stack.p99 / self.baseline.p99 if self.baseline.p99 else float("nan")
+
+
+async def wait_applied(
+    pool: asyncpg.Pool, offer_id: str, accepted: int, hey_seconds: float, hey_ended: float
+) -> Settle:
+    """Poll the offer until its bid_count reaches the 202 count, then check every bid landed once."""
+    settle = Settle(accepted)
+    deadline = hey_ended + 60 + accepted / 200
+    offer = uuid.UUID(offer_id)
+    while True:
+        row = await pool.fetchrow("SELECT bid_count, bid_price FROM offers WHERE id = $1", offer)
+        settle.applied = row["bid_count"]
+        if settle.applied >= accepted:
+            settle.seconds_after_hey = time.monotonic() - hey_ended
+            break
+        if time.monotonic() > deadline:
+            settle.problems.append(
+                f"only {settle.applied} of {accepted} accepted bids applied "
+                f"{time.monotonic() - hey_ended:.0f}s after hey ended"
+            )
+            break
+        await asyncio.sleep(0.05)
+    # A moment more: a bid applied twice would show up as a count above the 202s.
+    await asyncio.sleep(1.0)
+    row = await pool.fetchrow(
+        "SELECT o.bid_count, o.bid_price,"
+        " (SELECT count(*) FROM bids b WHERE b.offer_id = o.id) AS rows,"
+        " (SELECT count(*) FROM bids b WHERE b.offer_id = o.id AND b.status = 'leading') AS leading"
+        " FROM offers o WHERE o.id = $1",
+        offer,
+    )
+    settle.applied, settle.final_price = row["bid_count"], row["bid_price"]
+    settle.rows, settle.leading = row["rows"], row["leading"]
+    if settle.applied != accepted:
+        settle.problems.append(f"bid_count {settle.applied} != {accepted} bids answered 202")
+    if settle.rows != accepted:
+        settle.problems.append(f"{settle.rows} bid rows != {accepted} bids answered 202")
+    if accepted and settle.final_price != settle.max_sent:
+        settle.problems.append(f"final price {settle.final_price} != max price sent {settle.max_sent}")
+    if accepted and settle.leading != 1:
+        settle.problems.append(f"{settle.leading} bids leading, expected exactly 1")
+    if settle.seconds_after_hey == settle.seconds_after_hey:
+        settle.end_to_end_bids_per_s = accepted / (hey_seconds + settle.seconds_after_hey)
+    return settle
+
+
+async def measure(
+    stack: BenchStack, api: PublicApi, seller: Account, bidder: Account, requests: int,
+    concurrency: tuple[int, ...], baseline_url: str, work_dir: Path,
+) -> list[IntakeRun]:
+    assert stack.pool is not None
+    runs = []
+    timeout = 300 + requests / 100
+    for c in concurrency:
+        offer = await api.create_offer(seller, f"hey -c {c}")
+        body = work_dir / f"bid-c{c}.json"
+        body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
+        # Baseline first, then the stack, back to back, so both see the same machine.
+        base_args = hey.command_line(baseline_url, requests=requests, concurrency=c, body_file=body,
+                                     token=bidder.token)
+        before = cpu.snapshot(stack.processes)
+        baseline = await asyncio.to_thread(hey.run, base_args, token=bidder.token, timeout=timeout)
+        baseline_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), baseline.responses)
+        args = hey.command_line(stack.gateway_url + "/v1/bid", requests=requests, concurrency=c,
+                                body_file=body, token=bidder.token)
+        before = cpu.snapshot(stack.processes)
+        result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
+        ended = time.monotonic()
+        settle = await wait_applied(stack.pool, offer["id"], result.count(202), result.total_seconds, ended)
+        # Until every bid is applied: the workers' share of a request is spent partly after hey ends.
+        stack_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), result.responses)
+        runs.append(IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu))
+        print(f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "
+              f"p99 {result.p99 * 1000:.0f} ms (baseline {baseline.p99 * 1000:.0f}), "
+              f"statuses {result.statuses} errors {result.errors}; applied in "
+              f"{settle.seconds_after_hey:.1f}s after hey, ok={settle.ok} {settle.problems}", flush=True)
+    return runs

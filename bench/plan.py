@@ -1,0 +1,74 @@
+"""How big each measurement is: the full run (minutes) or the quick one CI runs (seconds)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+SECTIONS = ("intake", "drain", "fanout", "memory")
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    # 1. hey against POST /v1/bid: requests per run and the concurrencies to run it at.
+    intake_requests: int
+    intake_concurrency: tuple[int, ...]
+    # 2. bids queued with the workers stopped, spread evenly over this many offers.
+    drain_bids: int
+    drain_offers: int
+    # 3. WebSocket clients per measurement, offers posted one at a time (latency) and in a burst.
+    fanout_clients: tuple[int, ...]
+    fanout_paced_offers: int
+    fanout_burst_offers: int
+    # 4. seconds of steady load at half the measured intake rate, and how often RSS is read.
+    soak_seconds: float
+    soak_sample_seconds: float
+    sections: tuple[str, ...] = SECTIONS
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(
+            quick=False,
+            intake_requests=100_000,
+            intake_concurrency=(1000, 100),
+            drain_bids=100_000,
+            drain_offers=1000,
+            fanout_clients=(1000, 5000),
+            fanout_paced_offers=20,
+            fanout_burst_offers=20,
+            soak_seconds=600,
+            soak_sample_seconds=5,
+        )
+
+    @classmethod
+    def small(cls) -> Plan:
+        return cls(
+            quick=True,
+            intake_requests=2000,
+            intake_concurrency=(100, 20),
+            drain_bids=2000,
+            drain_offers=20,
+            fanout_clients=(50, 100),
+            fanout_paced_offers=3,
+            fanout_burst_offers=3,
+            soak_seconds=5,
+            soak_sample_seconds=0.5,
+        )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Plan:
+        """BENCH_QUICK=1 picks the quick plan; BENCH_ONLY=intake,drain runs a subset of sections."""
+        env = dict(os.environ if env is None else env)
+        quick = env.get("BENCH_QUICK", "").strip() not in ("", "0", "false", "no")
+        plan = cls.small() if quick else cls.full()
+        only = tuple(s.strip() for s in env.get("BENCH_ONLY", "").split(",") if s.strip())
+        unknown = [s for s in only if s not in SECTIONS]
+        if unknown:
+            raise SystemExit(f"BENCH_ONLY: unknown section(s) {unknown}; choose from {SECTIONS}")
+        if only:
+            plan = cls(**{**plan.__dict__, "sections": only})
+        return plan
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
