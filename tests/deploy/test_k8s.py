@@ -143,7 +143,11 @@ def test_probes_call_routes_the_code_serves_on_its_ports(deployments: dict) -> N
             assert path in service.get_routes, f"{service.folder} {kind}: the code serves no GET {path}"
             expected = service.port if service.port is not None else int(env["WORKER_HEALTH_PORT"])
             assert port == expected, f"{service.folder} {kind} probes :{port}, the code listens on :{expected}"
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+        # A service is ready when its own dependencies answer. The gateway's /health asks the other
+        # Deployments instead, so its readiness is /ping (one upstream down must not take every
+        # gateway out of its Service).
+        ready = container["readinessProbe"]["httpGet"]["path"]
+        assert ready == ("/ping" if service.folder == "gateway" else "/health"), service.folder
 
 
 def test_services_route_to_the_code_ports(deployments: dict, config_map: dict) -> None:
@@ -283,3 +287,19 @@ def test_the_configmap_sets_no_secret(config_map: dict) -> None:
         if var.required:
             assert var.name not in config_map
     assert "DATABASE_URL" not in config_map and "AMQP_URL" not in config_map, "URLs carry passwords"
+
+
+def test_service_link_variables_cannot_shadow_settings() -> None:
+    """Kubernetes injects <SERVICE>_PORT=tcp://ip:port and friends for every Service in the
+    namespace; where such a name is a setting the code reads (AUTH_PORT for Service `auth`), a pod
+    must turn the injection off, or the service would fail to parse its own port."""
+    variables = set(codebase.env_vars())
+    injected = set()
+    for name in manifests.k8s_kind("Service"):
+        prefix = name.upper().replace("-", "_")
+        injected |= {f"{prefix}_PORT", f"{prefix}_SERVICE_HOST", f"{prefix}_SERVICE_PORT"}
+    if not injected & variables:
+        return
+    for path, doc in documents():
+        if doc["kind"] in ("Deployment", "Job"):
+            assert pod_spec(doc).get("enableServiceLinks") is False, f"{path.name}: {doc['metadata']['name']}"
