@@ -13,6 +13,15 @@ from .offer_feed import feed_is_up
 from .proxy import AUTH, BIDS, OFFERS, upstream_healthy
 
 STATIC_DIR = Path(__file__).parent / "static"
+# The page loads only its own script and style and talks only to this gateway (fetch and WebSocket).
+INDEX_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -30,4 +39,4 @@ health = health_handler(
 
 async def index(request: web.Request) -> web.FileResponse:
     """The page for trying the API and the live updates by hand (plain HTML and JS, no build step)."""
-    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC_DIR / "index.html", headers=INDEX_HEADERS)

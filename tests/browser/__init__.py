@@ -1,0 +1,1 @@
+"""The /index page driven in a real headless Chromium."""

@@ -1,0 +1,130 @@
+"""The /index page in headless Chromium (Debian's, driven by Playwright) against real service processes:
+a person signs up, sees an offer created through the API appear without a reload, bids and watches
+the price move; the seller, in another browser, accepts the bid and both pages show it sold.
+Screenshots land in artifacts/ for a human to look at.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from auction_shared.config import Settings
+from tests.support.environment import env_of
+from tests.support.processes import ROOT, Stack
+
+CHROMIUM = "/usr/bin/chromium"
+# No sandbox: CI runs as root; the rest keeps Chromium from reaching out to the network at all.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--disable-dev-shm-usage",
+]
+ARTIFACTS = ROOT / "artifacts"
+WAIT_MS = 20_000  # a generous deadline for each thing the page must show, not a speed requirement
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
+    s = Stack(env_of(settings), tmp_path_factory.mktemp("browser"))
+    try:
+        s.start_services()
+        s.start_worker("w1")
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def new_page(browser: Browser, problems: list[str]) -> Page:
+    context = await browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-US")
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    return page
+
+
+async def sign_up_through_the_page(page: Page, base: str, username: str, password: str) -> None:
+    await page.goto(f"{base}/index")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", password)
+    await page.click("#signup-button")
+    await expect(page.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
+    await expect(page.locator("#who")).to_have_text(f"logged in as {username}")
+
+
+async def log_in_through_the_page(page: Page, base: str, username: str, password: str) -> None:
+    await page.goto(f"{base}/index")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", password)
+    await page.click("#login-button")
+    await expect(page.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
+
+
+async def test_a_person_sees_a_new_offer_live_bids_and_the_seller_accepts(stack: Stack, browser: Browser) -> None:
+    base = stack.gateway_url
+    problems: list[str] = []
+    seller = {"username": f"seller_{uuid.uuid4().hex[:8]}", "password": "pw-" + uuid.uuid4().hex[:6]}
+    bidder = {"username": f"bidder_{uuid.uuid4().hex[:8]}", "password": "pw-" + uuid.uuid4().hex[:6]}
+
+    page = await new_page(browser, problems)
+    await sign_up_through_the_page(page, base, **bidder)
+
+    # The seller creates an offer through the API; the bidder's page shows it without a reload.
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/v1/signup", json=seller) as resp:
+            assert resp.status == 201, await resp.text()
+        async with http.post(f"{base}/v1/login", json=seller) as resp:
+            token = (await resp.json())["token"]
+        title = f"Swiss Shales {uuid.uuid4().hex[:4]}"
+        async with http.post(
+            f"{base}/v1/offer", json={"title": title, "bid_price": 10}, headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            offer = await resp.json()
+    row = page.locator(f'#offers tr[data-offer-id="{offer["id"]}"]')
+    await expect(row).to_contain_text(title, timeout=WAIT_MS)
+    await expect(row.locator(".price-cell")).to_have_text("10.00")
+    await expect(page.locator("#event-log")).to_contain_text('"event":"offerCreated"')
+
+    # Open it, bid, and watch the price move (offerUpdated) in the detail and in the list.
+    await row.click()
+    await expect(page.locator("#detail-title")).to_have_text(title)
+    await expect(page.locator("#detail-price")).to_have_text("10.00")
+    await page.fill("#bid-price", "42.50")
+    await page.click("#bid-button")
+    await expect(page.locator("#detail-price")).to_have_text("42.50", timeout=WAIT_MS)
+    await expect(row.locator(".price-cell")).to_have_text("42.50")
+    await expect(page.locator("#detail-leader")).to_have_text(bidder["username"])
+    await expect(page.locator("#bid-outcome")).to_contain_text("leading", timeout=WAIT_MS)
+
+    # The seller, in another browser, opens the offer and accepts the bid; both pages show it sold.
+    seller_page = await new_page(browser, problems)
+    await log_in_through_the_page(seller_page, base, **seller)
+    await seller_page.locator(f'#offers tr[data-offer-id="{offer["id"]}"]').click()
+    accept = seller_page.locator(".accept-button")
+    await expect(accept).to_have_count(1, timeout=WAIT_MS)
+    await accept.click()
+    await expect(seller_page.locator("#detail-state")).to_have_text("sold", timeout=WAIT_MS)
+    await expect(page.locator("#detail-state")).to_have_text("sold", timeout=WAIT_MS)
+    await expect(page.locator("#event-log")).to_contain_text('"event":"offerSold"')
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "index-bidder.png"), full_page=True)
+    await seller_page.screenshot(path=str(ARTIFACTS / "index-seller.png"), full_page=True)
+    assert problems == []
+
