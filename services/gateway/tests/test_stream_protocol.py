@@ -352,6 +352,14 @@ async def test_a_peer_that_never_answers_pings_is_dropped(start_gateway, make_us
     await _until(lambda: len(hub) == 0, what="the hub to forget the dead peer")
 
 
+async def test_a_gateway_shutting_down_closes_its_sockets_with_1001(gateway, make_user):
+    user = await make_user("watcher")
+    w = await watch(gateway, user.token)
+    closing = asyncio.create_task(gateway.server.close())
+    assert await w.close_code() == aiohttp.WSCloseCode.GOING_AWAY
+    await closing
+
+
 async def test_health_names_rabbitmq(gateway):
     resp = await gateway.get("/health")
     body = await resp.json()
