@@ -2,6 +2,7 @@
 from aiohttp import web
 
 from . import handlers
+from .openapi import openapi_spec
 from .proxy import AUTH, BIDS, OFFERS, forward
 from .stream import stream
 
@@ -11,6 +12,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/ping", handlers.ping)
     r.add_get("/health", handlers.health)
     r.add_get("/index", handlers.index)
+    r.add_get("/openapi.json", openapi_spec)
     r.add_static("/static/", handlers.STATIC_DIR)
     r.add_get("/v1/stream", stream)
     r.add_post("/v1/signup", forward(AUTH, public=True))
