@@ -19,8 +19,7 @@ import pytest
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import Event, EventType
-from tests.support.environment import env_of
-from tests.support.processes import Stack
+from tests.support.processes import ServiceProcess, Stack
 from tests.support.watch import DEADLINE, Watch
 
 CLOSE_TOO_SLOW = 1008
@@ -37,16 +36,13 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """One stack for the module: auth, offers, bids, gateway A, gateway B and a bid-worker."""
-    stack = Stack(env_of(settings), tmp_path_factory.mktemp("live"))
+def live(live_stack: Stack) -> Iterator[Live]:
+    """The shared stack (auth, offers, bids, gateway A, a bid-worker) plus gateway B for this module."""
+    gateway_b, port_b = live_stack.start_gateway("gateway-b")
     try:
-        stack.start_services()
-        _, port_b = stack.start_gateway("gateway-b")
-        stack.start_worker("w1")
-        yield Live(stack, f"http://127.0.0.1:{port_b}")
+        yield Live(live_stack, f"http://127.0.0.1:{port_b}")
     finally:
-        stack.stop()
+        gateway_b.terminate()
 
 
 @pytest.fixture
@@ -202,7 +198,15 @@ async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_ever
     # A small queue makes "falling behind" quick to reach; the long heartbeat keeps the ping
     # timeout from dropping the silent socket first.
     gateway, port = live.stack.start_gateway("gateway-slow", WS_CLIENT_QUEUE="16", WS_HEARTBEAT_SECONDS="300")
-    base = f"http://127.0.0.1:{port}"
+    try:
+        await _slow_watcher_is_closed_and_the_others_get_everything(gateway, f"http://127.0.0.1:{port}", http, settings)
+    finally:
+        gateway.terminate()
+
+
+async def _slow_watcher_is_closed_and_the_others_get_everything(
+    gateway: ServiceProcess, base: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
     user = await account(http, base, "watcher")
     slow = await Watch.open(http, base, user.token)
     readers = [await Watch.open(http, base, user.token) for _ in range(4)]

@@ -6,15 +6,13 @@ Screenshots land in artifacts/ for a human to look at.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from auction_shared.config import Settings
-from tests.support.environment import env_of
 from tests.support.processes import ROOT, Stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -27,21 +25,10 @@ ARTIFACTS = ROOT / "artifacts"
 WAIT_MS = 20_000  # a generous deadline for each thing the page must show, not a speed requirement
 
 
-@pytest.fixture(scope="module")
-def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
-    s = Stack(env_of(settings), tmp_path_factory.mktemp("browser"))
-    try:
-        s.start_services()
-        s.start_worker("w1")
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -75,8 +62,10 @@ async def log_in_through_the_page(page: Page, base: str, username: str, password
     await expect(page.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
 
 
-async def test_a_person_sees_a_new_offer_live_bids_and_the_seller_accepts(stack: Stack, browser: Browser) -> None:
-    base = stack.gateway_url
+async def test_a_person_sees_a_new_offer_live_bids_and_the_seller_accepts(
+    live_stack: Stack, browser: Browser
+) -> None:
+    base = live_stack.gateway_url
     problems: list[str] = []
     seller = {"username": f"seller_{uuid.uuid4().hex[:8]}", "password": "pw-" + uuid.uuid4().hex[:6]}
     bidder = {"username": f"bidder_{uuid.uuid4().hex[:8]}", "password": "pw-" + uuid.uuid4().hex[:6]}
