@@ -8,13 +8,15 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
-from tests.support.inprocess import World, running_world
+from tests.support.inprocess import World, account, running_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -81,14 +83,22 @@ def _hs256(secret: str) -> Callable[[bytes], bytes]:
     return lambda data: hmac.new(secret.encode(), data, hashlib.sha256).digest()
 
 
-def claims(**overrides: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Member:
+    """A user who exists: each bad token below names them, so only its one defect can be refused."""
+
+    user_id: str
+    username: str
+
+
+def claims(member: Member, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"sub": str(uuid.uuid4()), "username": "mallory", "iat": now, "exp": now + 600}
+    base = {"sub": member.user_id, "username": member.username, "iat": now, "exp": now + 600}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
 
-def authorization(kind: str, secret: str) -> dict[str, str]:
+def authorization(kind: str, secret: str, member: Member) -> dict[str, str]:
     """The Authorization header of one kind of bad (or, for "valid", good) credential."""
     now = int(time.time())
 
@@ -96,7 +106,7 @@ def authorization(kind: str, secret: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
     def signed(**overrides: Any) -> str:
-        return jwt.encode(claims(**overrides), secret, algorithm="HS256")
+        return jwt.encode(claims(member, **overrides), secret, algorithm="HS256")
 
     if kind == "missing":
         return {}
@@ -113,14 +123,14 @@ def authorization(kind: str, secret: str) -> dict[str, str]:
     if kind == "expired":
         return bearer(signed(iat=now - 7200, exp=now - 3600))
     if kind == "wrong signature":
-        return bearer(jwt.encode(claims(), secrets.token_hex(32), algorithm="HS256"))
+        return bearer(jwt.encode(claims(member), secrets.token_hex(32), algorithm="HS256"))
     if kind == "tampered payload":
         header, _, signature = signed().split(".")
-        return bearer(f"{header}.{_b64(json.dumps(claims(username='admin')).encode())}.{signature}")
+        return bearer(f"{header}.{_b64(json.dumps(claims(member, username='admin')).encode())}.{signature}")
     if kind == "alg none":
-        return bearer(_hand_made({"alg": "none", "typ": "JWT"}, claims(), lambda _: b""))
+        return bearer(_hand_made({"alg": "none", "typ": "JWT"}, claims(member), lambda _: b""))
     if kind == "alg none signed":
-        return bearer(_hand_made({"alg": "none", "typ": "JWT"}, claims(), _hs256(secret)))
+        return bearer(_hand_made({"alg": "none", "typ": "JWT"}, claims(member), _hs256(secret)))
     if kind == "no exp":
         return bearer(signed(exp=None))
     if kind == "no sub":
@@ -130,10 +140,10 @@ def authorization(kind: str, secret: str) -> dict[str, str]:
     if kind == "issued in the future":
         return bearer(signed(iat=now + 3600, exp=now + 7200))
     if kind == "HS512":
-        return bearer(jwt.encode(claims(), secret, algorithm="HS512"))
+        return bearer(jwt.encode(claims(member), secret, algorithm="HS512"))
     if kind == "RS256 header":
         # Algorithm confusion: an RS256 header over an HMAC made with the shared secret.
-        return bearer(_hand_made({"alg": "RS256", "typ": "JWT"}, claims(), _hs256(secret)))
+        return bearer(_hand_made({"alg": "RS256", "typ": "JWT"}, claims(member), _hs256(secret)))
     if kind == "valid":
         return bearer(signed())
     raise AssertionError(kind)
@@ -154,6 +164,13 @@ def concrete(path: str) -> str:
 BODY = {"bid_price": 10, "offer_id": str(uuid.uuid4()), "title": "token probe"}
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def member(world: World) -> Member:
+    user = await account(world.auth, "tok")
+    unverified = jwt.decode(user.token, options={"verify_signature": False})
+    return Member(unverified["sub"], user.username)
+
+
 async def call(world: World, target: str, method: str, path: str, headers: dict[str, str]):
     client = world.gateway if target == "gateway" else world.services[target]
     body = BODY if method in ("POST", "PUT") else None
@@ -162,8 +179,8 @@ async def call(world: World, target: str, method: str, path: str, headers: dict[
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
 @pytest.mark.parametrize("target, method, path", TARGETED)
-async def test_bad_token_is_401_with_www_authenticate(world, settings, target, method, path, kind):
-    resp = await call(world, target, method, path, authorization(kind, settings.jwt_secret))
+async def test_bad_token_is_401_with_www_authenticate(world, settings, member, target, method, path, kind):
+    resp = await call(world, target, method, path, authorization(kind, settings.jwt_secret, member))
     assert resp.status == 401, await resp.text()
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert resp.content_type == "application/problem+json"
@@ -172,19 +189,20 @@ async def test_bad_token_is_401_with_www_authenticate(world, settings, target, m
 
 
 @pytest.mark.parametrize("target, method, path", TARGETED)
-async def test_a_valid_token_passes_the_check_on_every_route(world, settings, target, method, path):
+async def test_a_valid_token_passes_the_check_on_every_route(world, settings, member, target, method, path):
     # The control: the same request with a good token is judged on its merits, not refused.
-    resp = await call(world, target, method, path, authorization("valid", settings.jwt_secret))
+    resp = await call(world, target, method, path, authorization("valid", settings.jwt_secret, member))
     assert resp.status != 401, await resp.text()
     assert resp.status < 500, await resp.text()
 
 
-async def test_the_gateway_refuses_a_bad_token_without_asking_the_service(settings):
+async def test_the_gateway_refuses_a_bad_token_without_asking_the_service(settings, member):
     # With the offers service unreachable, a 401 (not a 503) proves the gateway checked first.
     from tests.support.processes import free_port
 
+    secret = settings.jwt_secret
     async with running_world(settings, offers_url=f"http://127.0.0.1:{free_port()}") as w:
-        refused = await w.gateway.get("/v1/offer", headers=authorization("expired", settings.jwt_secret))
+        refused = await w.gateway.get("/v1/offer", headers=authorization("expired", secret, member))
         assert refused.status == 401
-        passed = await w.gateway.get("/v1/offer", headers=authorization("valid", settings.jwt_secret))
+        passed = await w.gateway.get("/v1/offer", headers=authorization("valid", secret, member))
         assert passed.status == 503
