@@ -20,7 +20,9 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 K8S_DIR = ROOT / "deploy" / "k8s"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; $$ is a literal $.
-_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_INTERPOLATION = re.compile(
+    r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 def interpolation_uses(text: str) -> list[tuple[str, str | None, str | None]]:

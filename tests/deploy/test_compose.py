@@ -121,7 +121,7 @@ def test_every_http_service_is_health_checked_on_its_code_port(app_services: dic
         if service.port is not None:
             assert url.port == service.port, service.folder
             reachable = {int(p) for p in svc.get("expose", [])} | published_container_ports(svc)
-            assert service.port in reachable, f"{service.folder}: :{service.port} neither exposed nor published"
+            assert service.port in reachable, f"{service.folder}: :{service.port} not exposed"
         else:  # the worker: only its optional health endpoint listens
             assert url.port == int(environment_of(svc)["WORKER_HEALTH_PORT"])
         assert environment_of(svc)["HOST"] == "0.0.0.0", "a service on 127.0.0.1 is unreachable"
@@ -217,7 +217,8 @@ def test_the_database_password_is_the_one_postgres_is_created_with() -> None:
             url = environment_of(svc).get("DATABASE_URL")
             if url:
                 parts = urlsplit(url)
-                assert (parts.username, parts.password) == (created["POSTGRES_USER"], created["POSTGRES_PASSWORD"])
+                assert parts.username == created["POSTGRES_USER"]
+                assert parts.password == created["POSTGRES_PASSWORD"]
                 assert parts.path == "/" + created["POSTGRES_DB"]
 
 

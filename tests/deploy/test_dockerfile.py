@@ -49,7 +49,7 @@ def test_the_final_image_is_slim_non_root_and_has_no_build_tools() -> None:
                 assert not BUILD_TOOLS.search(run), f"{name}: installs build tools: {run}"
             for copy in s.all("COPY"):
                 if copy.startswith("--from="):
-                    assert copy.split()[0] == "--from=builder" and copy.split()[1:] == ["/opt/venv", "/opt/venv"]
+                    assert copy.split() == ["--from=builder", "/opt/venv", "/opt/venv"], copy
 
 
 def test_the_builder_installs_only_the_pinned_runtime_requirements() -> None:
@@ -96,7 +96,8 @@ def test_the_image_holds_what_the_code_loads_at_run_time() -> None:
 
 def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     for path in (".venv/bin/python", ".git/HEAD", ".env", "tests/deploy/test_compose.py",
-                 "services/auth/tests/test_auth.py", "shared/auction_shared/__pycache__/config.cpython-311.pyc",
+                 "services/auth/tests/test_auth.py",
+                 "shared/auction_shared/__pycache__/config.cpython-311.pyc",
                  "artifacts/report.txt", "deploy/k8s/gateway.yaml"):
         assert manifests.dockerignored(path), f"{path} would be sent into the build"
     for path in ("requirements.txt", "shared/auction_shared/config.py", "deploy/migrations/001_users.sql"):

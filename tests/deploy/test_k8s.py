@@ -64,7 +64,8 @@ def test_manifests_are_valid_by_the_kubernetes_schemas(version: str) -> None:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{path.name} {doc['kind']}/{doc['metadata']['name']}: {list(exc.path)}: {exc.message}")
+            where = f"{path.name} {doc['kind']}/{doc['metadata']['name']}"
+            pytest.fail(f"{where}: {list(exc.path)}: {exc.message}")
         checked += 1
     assert checked >= 10
 
@@ -122,7 +123,8 @@ def test_replicas(deployments: dict) -> None:
         assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
         assert hpa["spec"]["minReplicas"] >= 2, name
     # The worker is never autoscaled past its role: one active consumer per shard.
-    autoscaled = {h["spec"]["scaleTargetRef"]["name"] for h in manifests.k8s_kind("HorizontalPodAutoscaler").values()}
+    hpas = manifests.k8s_kind("HorizontalPodAutoscaler").values()
+    autoscaled = {h["spec"]["scaleTargetRef"]["name"] for h in hpas}
     assert "bid-worker" not in autoscaled
 
 
@@ -142,7 +144,7 @@ def test_probes_call_routes_the_code_serves_on_its_ports(deployments: dict) -> N
             path, port = probe["httpGet"]["path"], container_port(container, probe["httpGet"]["port"])
             assert path in service.get_routes, f"{service.folder} {kind}: the code serves no GET {path}"
             expected = service.port if service.port is not None else int(env["WORKER_HEALTH_PORT"])
-            assert port == expected, f"{service.folder} {kind} probes :{port}, the code listens on :{expected}"
+            assert port == expected, f"{service.folder} {kind} probes :{port}, the code uses :{expected}"
         # A service is ready when its own dependencies answer. The gateway's /health asks the other
         # Deployments instead, so its readiness is /ping (one upstream down must not take every
         # gateway out of its Service).
@@ -230,7 +232,9 @@ def test_every_variable_set_is_read_by_the_code_or_comes_from_a_known_secret(
     assert "DATABASE_URL" in secret, "PostgreSQL is external: its URL is a secret"
 
 
-def test_amqp_url_names_the_rabbitmq_cluster(deployments: dict, config_map: dict, rabbitmq_cluster: dict) -> None:
+def test_amqp_url_names_the_rabbitmq_cluster(
+    deployments: dict, config_map: dict, rabbitmq_cluster: dict
+) -> None:
     for name, deployment in deployments.items():
         (container,) = containers(deployment)
         url = urlsplit(container_env(container, config_map)["AMQP_URL"])
