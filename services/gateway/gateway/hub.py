@@ -104,6 +104,10 @@ class Watcher:
                 await self.ws.send_frame(item, WSMsgType.TEXT)
         except ConnectionError:  # the peer went away (aiohttp's reset error is a ConnectionError)
             self.closing = True
+        except Exception:
+            log.exception("writer of %r failed; dropping the connection", self)
+            self.closing = True
+            self._abort()
 
     async def _close(self, code: int, reason: str) -> None:
         try:

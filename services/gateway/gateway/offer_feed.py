@@ -92,7 +92,10 @@ class OfferFeed:
         log.info("live updates: consuming offer.* on %s", self.queue_name)
         while True:
             message = await self._inbox.get()
-            self.dispatch(message.body)
+            try:
+                self.dispatch(message.body)
+            except Exception:  # one bad event must not stop the live updates of every socket
+                log.exception("live updates: could not dispatch event %s", message.message_id)
             await self._ack(message)
             # Let the watchers' writers flush this event before the next one is queued to them,
             # so a burst from the broker is not mistaken for a slow client.

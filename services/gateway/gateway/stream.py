@@ -1,14 +1,13 @@
 """`GET /v1/stream`: the WebSocket protocol of API.md, one Watcher per socket, fed by the hub."""
 from __future__ import annotations
 
-import logging
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from auction_shared.jsonio import loads
 from auction_shared.problems import DependencyDown, Problem
@@ -18,8 +17,6 @@ from auction_shared.web import SETTINGS
 from . import frames
 from .hub import HUB, Hub, Watcher
 from .proxy import OFFERS, fetch
-
-log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401  # no, a bad, an expired or another user's token
 # Larger client messages close the socket with 1009 (aiohttp does it); the same bound as HTTP bodies.
@@ -178,6 +175,9 @@ class StreamSession:
     async def subscribe(self, message: dict[str, Any], token: str) -> None:
         offer_id = self._offer_id(message)
         if offer_id is None:
+            return
+        if offer_id in self._watcher.following:
+            self._watcher.send(frames.event_frame(frames.SUBSCRIBED, {"offer_id": offer_id}))
             return
         # Follow first, then check the offer exists: an update between the two is not missed.
         if not self._hub.follow(self._watcher, offer_id):
