@@ -96,3 +96,34 @@ async def test_failed_logins_are_throttled_per_username(aiohttp_client, settings
     resp = await client.post("/v1/login", json={"username": username, "password": "right"})
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(
+    "make_name, password",
+    [
+        (lambda hex_: hex_[:3], "baku"),  # the shortest name, the shortest password
+        (lambda hex_: hex_[:32], "p" * 72),  # the longest name, 72 ASCII bytes
+        (lambda hex_: "a.b-c_" + hex_[:6], "é" * 36),  # every allowed punctuation, 72 UTF-8 bytes
+        (lambda hex_: "Mixed" + hex_[:6], "pass word with spaces"),
+    ],
+)
+async def test_names_and_passwords_at_the_limits_are_accepted(auth_client, make_name, password):
+    username = make_name(uuid.uuid4().hex)
+    resp = await auth_client.post("/v1/signup", json={"username": username, "password": password})
+    assert resp.status == 201, await resp.text()
+    login = await auth_client.post("/v1/login", json={"username": username, "password": password})
+    assert login.status == 200
+
+
+async def test_a_body_that_is_not_json_is_415_or_400(auth_client):
+    wrong_type = await auth_client.post("/v1/signup", data="username=abc&password=baku",
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert wrong_type.status == 415 and wrong_type.content_type == "application/problem+json"
+    not_json = await auth_client.post("/v1/login", data="{", headers={"Content-Type": "application/json"})
+    assert not_json.status == 400 and not_json.content_type == "application/problem+json"
+
+
+async def test_health_names_postgres(auth_client):
+    resp = await auth_client.get("/health")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok", "dependencies": {"postgres": "up"}}
