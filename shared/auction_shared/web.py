@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .config import ConfigError, Settings
 from .jsonio import json_response
+from .known_users import known_user_middleware
 from .problems import Problem, problem_middleware
 from .tokens import Identity, authenticate
 from .validation import MAX_BODY_BYTES
@@ -22,7 +23,11 @@ HealthCheck = Callable[[web.Application], Awaitable[bool]]
 
 def base_app(settings: Settings, **kwargs: Any) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware, *kwargs.pop("middlewares", [])],
+        middlewares=[
+            problem_middleware,
+            known_user_middleware(settings.jwt_secret),
+            *kwargs.pop("middlewares", []),
+        ],
         client_max_size=MAX_BODY_BYTES,
         **kwargs,
     )
