@@ -2,7 +2,8 @@
 
 BENCH_QUICK=1 runs tiny sizes in seconds (CI runs it so the harness cannot rot); BENCH_ONLY picks
 sections (intake, drain, fanout, memory); BENCH_OUT is the directory for the report and chart
-(default: BENCHMARKS.md at the top of the checkout for a full run, bench/results/quick/ for a quick one).
+(default: BENCHMARKS.md at the top of the checkout for a full run, bench/results/<mode>/ otherwise);
+BENCH_PROFILE=DIR keeps py-spy profiles of the busy services there; BENCH_LOGS=DIR keeps the logs.
 Exit status 1 means a correctness check failed (a bug), never that a target was missed.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import drain, fanout, intake, report, soak
 from .api import Account, PublicApi
 from .memory import MemoryWatch
 from .plan import Plan
+from .profile import Profiler
 from .results import Results
 from .stack import BenchStack, raise_open_files_limit
 
@@ -93,6 +95,7 @@ async def run_sections(
     seller: Account, bidder: Account,
 ) -> None:
     work_dir = stack.log_dir
+    profiler = Profiler.from_env()
     if "intake" in plan.sections:
         print("1. bid intake (hey)", flush=True)
         _, app_port = stack.start_bare("bare-intake", "bench.baselines.bare_intake")
@@ -100,7 +103,7 @@ async def run_sections(
                                              BARE_UPSTREAM=f"http://127.0.0.1:{app_port}")
         results.intake = await intake.measure(
             stack, api, seller, bidder, plan.intake_requests, plan.intake_concurrency,
-            f"http://127.0.0.1:{proxy_port}/v1/bid", work_dir,
+            f"http://127.0.0.1:{proxy_port}/v1/bid", work_dir, profiler,
         )
     if "drain" in plan.sections:
         print("2. worker drain", flush=True)
@@ -115,7 +118,7 @@ async def run_sections(
         try:
             for seed, (label, start) in enumerate(consumers):
                 results.drain.append(await drain.measure_one(
-                    label, stack.settings, stack.pool, plan.drain_bids, plan.drain_offers, seed, start, memory,
+                    label, stack.settings, stack.pool, plan.drain_bids, plan.drain_offers, seed, start, memory, profiler,
                 ))
         finally:
             stack.stop_workers()

@@ -24,6 +24,7 @@ from auction_shared.events import BidPlaced
 from tests.support.processes import ServiceProcess
 
 from .memory import MemoryWatch
+from .profile import Profiler
 
 CONFIRM_WINDOW = 1000
 BIDDERS = 200
@@ -160,7 +161,7 @@ async def check(pool: asyncpg.Pool, expected: Expected) -> list[str]:
 
 async def measure_one(
     label: str, settings: Settings, pool: asyncpg.Pool, bids_total: int, offers_total: int, seed: int,
-    start: Callable[[], list[ServiceProcess]], memory: MemoryWatch,
+    start: Callable[[], list[ServiceProcess]], memory: MemoryWatch, profiler: Profiler,
 ) -> DrainRun:
     offer_ids = await insert_offers(pool, offers_total)
     bids, expected = plan_bids(offer_ids, bids_total, seed)
@@ -176,8 +177,13 @@ async def measure_one(
     idle_until = spawned
     deadline = spawned + 120 + bids_total / 500
     procs: list[ServiceProcess] = []
+    profiled = False
     try:
         while True:
+            if starting.done() and not profiled:
+                profiled = True
+                for proc in starting.result():
+                    profiler.start(f"drain-{proc.name}", proc.pid)
             done = await applied(pool, offer_ids)
             now = time.monotonic()
             if not done:
@@ -194,6 +200,7 @@ async def measure_one(
         procs = await starting
         memory.watch(procs)
         memory.read()
+        profiler.stop()
     await asyncio.sleep(0.5)  # a bid applied twice would push a count past the expected one
     run.problems.extend(await check(pool, expected))
     for proc in procs:

@@ -13,6 +13,8 @@ import orjson
 
 from . import cpu, hey
 from .api import Account, PublicApi
+from .memory import kind_of
+from .profile import Profiler
 from .stack import BenchStack
 
 # One price for every request: hey sends the same body each time, so the first bid processed leads
@@ -105,7 +107,7 @@ async def wait_applied(
 
 async def measure(
     stack: BenchStack, api: PublicApi, seller: Account, bidder: Account, requests: int,
-    concurrency: tuple[int, ...], baseline_url: str, work_dir: Path,
+    concurrency: tuple[int, ...], baseline_url: str, work_dir: Path, profiler: Profiler,
 ) -> list[IntakeRun]:
     assert stack.pool is not None
     runs = []
@@ -122,12 +124,16 @@ async def measure(
         baseline_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), baseline.responses)
         args = hey.command_line(stack.gateway_url + "/v1/bid", requests=requests, concurrency=c,
                                 body_file=body, token=bidder.token)
+        for proc in stack.processes:
+            if kind_of(proc.name) in ("gateway", "bids", "bid-worker") and proc.proc.poll() is None:
+                profiler.start(f"intake-c{c}-{proc.name}", proc.pid)
         before = cpu.snapshot(stack.processes)
         result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
         ended = time.monotonic()
         settle = await wait_applied(stack.pool, offer["id"], result.count(202), result.total_seconds, ended)
         # Until every bid is applied: the workers' share of a request is spent partly after hey ends.
         stack_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), result.responses)
+        profiler.stop()
         runs.append(IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu))
         print(f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "
               f"p99 {result.p99 * 1000:.0f} ms (baseline {baseline.p99 * 1000:.0f}), "

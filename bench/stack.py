@@ -78,7 +78,7 @@ class BenchStack:
         ]
         self.stack.processes.extend(started)
         for proc in started:
-            proc.wait_for_line("consuming", timeout=60)
+            proc.wait_for_line("consuming", timeout=300)
         self.workers.extend(started)
         return started
 
@@ -98,7 +98,7 @@ class BenchStack:
         """A baseline that consumes the bid shards: ready once it prints "consuming"."""
         proc = ServiceProcess(module, dict(self.stack.env), self.log_dir, name=name)
         self.stack.processes.append(proc)
-        proc.wait_for_line("consuming", timeout=60)
+        proc.wait_for_line("consuming", timeout=300)
         return proc
 
     async def stop(self, *, failed: bool) -> None:
