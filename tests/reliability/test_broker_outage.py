@@ -1,7 +1,10 @@
 """RabbitMQ cut under real service processes: offers keep coming, no event and no 202 bid is lost."""
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
+
+import aiohttp
 
 from auction_shared.config import Settings
 from tests.reliability.bidding import BidStream, assert_matches_model, wait_applied
@@ -9,6 +12,34 @@ from tests.reliability.client import Client, health_says, wait_until
 from tests.reliability.tap import EventTap
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import Stack
+
+
+class OfferCreatedWatcher:
+    """A WebSocket client of the gateway that keeps the id of every `offerCreated` frame it gets."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.offer_ids: list[str] = []
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, client: Client, token: str) -> OfferCreatedWatcher:
+        ws = await client.session.ws_connect(client.base + "/v1/stream")
+        await ws.send_json({"event": "authenticate", "token": token})
+        reply = await ws.receive_json(timeout=20)
+        assert reply["event"] == "authenticated", reply
+        return cls(ws)
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                frame = message.json()
+                if frame.get("event") == "offerCreated":
+                    self.offer_ids.append(frame["data"]["id"])
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_arrives_once(
@@ -25,32 +56,42 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
             assert status == 201, body
             created.append(body["id"])
 
-    async with EventTap(settings, "offer.created") as tap:
-        await create(3)
-        broker_proxy.cut()
-        await wait_until(lambda: health_says(client, offers_port, 503, rabbitmq="down", postgres="up"),
-                         20, "offers /health to say rabbitmq is down")
-        await create(10)  # the outbox holds their events; the answer does not wait for the broker
-        # Bid intake cannot take a bid it cannot queue durably: a 503 problem, at once, not a 500 or a hang.
-        status, body = await client.bid(bidder, created[-1], 99)
-        assert status == 503, body
-        assert body["status"] == 503 and "retry" in body["detail"]
-        assert await health_says(client, bids_port, 503, rabbitmq="down", postgres="up")
-        assert await health_says(client, faulty_stack.ports["gateway"], 503, offers="down", bids="down", auth="up")
+    watcher = await OfferCreatedWatcher.open(client, bidder.token)
+    try:
+        async with EventTap(settings, "offer.created") as tap:
+            await create(3)
+            broker_proxy.cut()
+            await wait_until(lambda: health_says(client, offers_port, 503, rabbitmq="down", postgres="up"),
+                             20, "offers /health to say rabbitmq is down")
+            await create(10)  # the outbox holds their events; the answer does not wait for the broker
+            # Bid intake cannot queue a bid durably: a 503 problem at once, not a 500 or a hang.
+            status, body = await client.bid(bidder, created[-1], 99)
+            assert status == 503, body
+            assert body["status"] == 503 and "retry" in body["detail"]
+            assert await health_says(client, bids_port, 503, rabbitmq="down", postgres="up")
+            assert await health_says(client, faulty_stack.ports["gateway"], 503, offers="down", bids="down",
+                                     auth="up")
 
-        broker_proxy.restore()
-        await wait_until(lambda: health_says(client, offers_port, 200), 20, "offers to reconnect")
-        await create(3)
-        await wait_until(lambda: set(created) <= set(tap.event_ids_by_subject()), 30,
-                         "every offer.created to arrive after the restore")
-        status, body = await client.bid(bidder, created[-1], 99)
-        assert status == 202, body
+            broker_proxy.restore()
+            for port in (offers_port, bids_port):
+                await wait_until(lambda: health_says(client, port, 200), 20, "offers and bids to reconnect")
+            await create(3)
+            await wait_until(lambda: set(created) <= set(tap.event_ids_by_subject()), 30,
+                             "every offer.created to reach the broker after the restore")
+            status, body = await client.bid(bidder, created[-1], 99)
+            assert status == 202, body
+        await wait_until(lambda: set(created) <= set(watcher.offer_ids), 30,
+                         "every offerCreated to reach the WebSocket client")
+    finally:
+        await watcher.close()
 
     copies = tap.event_ids_by_subject()
     # Each offer has exactly one event id: a copy sent twice (at least once) is the same event.
     assert all(len(copies[offer_id]) == 1 for offer_id in created), {o: copies[o] for o in created}
     delivered = [e.data["id"] for e in tap.first_copies() if e.data["id"] in set(created)]
     assert delivered == created  # once each after dedupe, in the order the offers were created
+    # The gateway drops copies by event id: its client saw each offer once, in order.
+    assert [o for o in watcher.offer_ids if o in set(created)] == created
 
 
 async def test_no_202_bid_is_lost_through_a_broker_cut_and_each_is_applied_once(

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiohttp import WSCloseCode, web
 
 from auction_shared.broker import Topology, broker_is_up, connect, declare_events_exchange
@@ -29,6 +29,10 @@ RECENT_EVENT_IDS = 10_000
 # If this replica stalls, the broker keeps at most this many of its events (oldest dropped first):
 # a live view has no use for a backlog it could never catch up on.
 QUEUE_MAX_LENGTH = 100_000
+# How long the queue outlives its replica's connection: a reconnect within this time finds the events
+# published meanwhile (an outbox relay may publish them before this replica is back); a replica gone
+# for good leaves nothing behind once it passes.
+QUEUE_EXPIRES_MS = 120_000
 RETRY_SECONDS = 1.0
 
 
@@ -53,9 +57,10 @@ class RecentIds:
 class OfferFeed:
     """Consumes `offer.created`, `offer.updated` and `offer.sold` and fans them out through the hub.
 
-    Each replica has its own exclusive, auto-delete queue, so every replica sees every event once.
-    The connection is robust: after a reconnect aio-pika declares the queue, binds and consumes again
-    (events published while the connection was down are not replayed: the queue died with it).
+    Each replica has its own queue, so every replica sees every event once. The connection is robust:
+    after a reconnect aio-pika declares the same queue, binds and consumes again, and the events
+    published while the connection was down are still in it (not exclusive, not auto-delete: it
+    expires QUEUE_EXPIRES_MS after its last consumer went away). Copies are dropped by event id.
     """
 
     def __init__(self, settings: Settings, hub: Hub) -> None:
@@ -70,6 +75,7 @@ class OfferFeed:
         # Held here on purpose: the robust connection keeps its channels only weakly, and restores
         # after a reconnect only the channels still alive.
         self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
         # True while the queue is declared, bound and consumed: from the first subscribe until the
         # connection drops, and again once aio-pika has restored the channel after a reconnect.
         self._subscribed = False
@@ -108,20 +114,23 @@ class OfferFeed:
         events = await declare_events_exchange(channel, self._topology)
         queue = await channel.declare_queue(
             self.queue_name,
-            exclusive=True,
-            auto_delete=True,
-            arguments={"x-max-length": QUEUE_MAX_LENGTH, "x-overflow": "drop-head"},
+            # An exclusive or auto-delete queue would die with the connection, and the events that
+            # an outbox relay publishes before this replica reconnects would never reach its sockets.
+            arguments={
+                "x-max-length": QUEUE_MAX_LENGTH, "x-overflow": "drop-head", "x-expires": QUEUE_EXPIRES_MS,
+            },
         )
         await queue.bind(events, routing_key="offer.*")
         await queue.consume(self._on_message)
         self._channel = channel
+        self._queue = queue
         self._connection.close_callbacks.add(self._on_lost)
         self._connection.reconnect_callbacks.add(self._on_restored)
         self._subscribed = True
 
     def _on_lost(self, *_: object) -> None:
         if self._subscribed:
-            log.warning("live updates: lost RabbitMQ; events are missed until it reconnects")
+            log.warning("live updates: lost RabbitMQ; its queue keeps the events until it reconnects")
         self._subscribed = False
 
     def _on_restored(self, *_: object) -> None:
@@ -169,6 +178,11 @@ class OfferFeed:
             self._hub.to_followers(offer_id, frames.event_frame(name, event.data))
 
     async def close(self) -> None:
+        if self._queue is not None and self.is_up():
+            try:  # leaving for good: nobody will read this replica's queue again
+                await self._queue.delete(if_unused=False, if_empty=False)
+            except Exception as exc:
+                log.info("live updates: could not delete %s (it expires on its own): %r", self.queue_name, exc)
         await self._close_connection()
 
     async def _close_connection(self) -> None:
