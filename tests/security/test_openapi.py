@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from auction_shared.config import Settings
-from tests.support.processes import ROOT, Stack
+from tests.support.processes import Stack
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 # Served by the gateway but not part of the API: the /index page's scripts and styles.
@@ -136,7 +136,8 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_desc
         "--report", "junit", "--report-dir", str(tmp_path),
     ]
     try:
-        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+        # In tmp_path: schemathesis keeps a .schemathesis/ cache in its working directory.
+        run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"schemathesis did not finish in 240s:\n{exc.stdout}") from None
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
