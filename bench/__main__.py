@@ -141,9 +141,12 @@ async def run_sections(
                 resp.raise_for_status()
                 return (await resp.json())["id"]
 
+        gateway = next(p for p in stack.processes if p.name == "gateway")
         for clients in plan.fanout_clients:
+            profiler.start(f"fanout-x{clients}-gateway", gateway.pid)
             hub = await fanout.measure_one("gateway hub", ws_url, clients, tokens, post_to_gateway,
                                            plan.fanout_paced_offers, plan.fanout_burst_offers)
+            profiler.stop()
             bare = await fanout.measure_one("bare broadcast", f"ws://127.0.0.1:{bare_port}/v1/stream", clients,
                                             tokens, post_to_bare, plan.fanout_paced_offers,
                                             plan.fanout_burst_offers)
