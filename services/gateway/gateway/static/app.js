@@ -169,6 +169,9 @@ function handle(message) {
       updateOffer(message.data.offer);
       if (message.data.offer.id === state.open) {
         say(`Sold to ${message.data.bid.username} for ${money(message.data.bid.bid_price)}.`, "ok");
+        if (message.data.bid.username === state.username) {
+          $("bid-outcome").textContent = `Your bid of ${money(message.data.bid.bid_price)} was accepted: it is yours.`;
+        }
       }
       break;
     case "error":
