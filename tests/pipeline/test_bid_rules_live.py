@@ -122,20 +122,25 @@ async def test_an_outbid_bid_can_be_accepted_but_a_pending_one_is_not_found(work
     assert resp.status == 200 and (await resp.json())["accepted"] is True
 
 
-async def test_bids_after_the_lifetime_are_rejected(worker_control, offers_client, bids_client, make_user, settings):
+async def test_bids_after_the_lifetime_are_rejected(worker_control, raw_channel, offers_client, bids_client, make_user, settings):
     owner, alice = await make_user("own"), await make_user("alice")
     offer = await create_offer(offers_client, owner, bid_price=1, lifetime=1)
     assert offer["ends_at"] is not None and offer["lifetime"] == 1
-    status, queued = await place(bids_client, alice, offer["id"], 5)
-    assert status == 202
     ends_at = datetime.fromisoformat(offer["ends_at"])
+    assert ends_at == datetime.fromisoformat(offer["go_live"]) + timedelta(seconds=1)
+    # A bid placed while the offer was open (as intake would have queued it), processed after the end.
+    in_time = BidPlaced(uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), alice.username, Decimal(5),
+                        datetime.fromisoformat(offer["go_live"]))
+    await publish_raw(raw_channel, settings, in_time.to_event().encode(), offer["id"])
     await wait_until(lambda: datetime.now(timezone.utc) > ends_at + timedelta(milliseconds=200), 10, "offer end")
-    # Queued in time, processed after the end: rejected by the worker.
     await worker_control.start()
-    late = await processed(bids_client, alice, queued["id"], settings)
+    await wait_applied(settings.database_url, [str(in_time.bid_id)])
+    resp = await bids_client.get(f"/v1/bid/{in_time.bid_id}", headers=owner.headers)
+    late = await resp.json()
     assert late["status"] == "rejected" and late["reason"] == "offer_closed"
+    # Intake refuses new bids once the offer has ended.
     status, problem = await place(bids_client, alice, offer["id"], 6)
-    assert status == 409 and problem["status"] == 409
+    assert status == 409 and problem["status"] == 409 and "closed" in problem["detail"]
 
 
 async def test_bids_before_go_live_are_rejected_not_live(worker, offers_client, bids_client, make_user, settings):
