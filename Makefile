@@ -7,7 +7,7 @@ IMAGE_TARGETS := migrate auth offers bids gateway bid-worker
 IMAGE_TAG ?= 0.1.0
 REGISTRY ?=
 
-.PHONY: run test bench migrate lint venv clean images deploy-check
+.PHONY: run test bench bench-quick migrate lint venv clean images deploy-check
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ migrate: venv ## create the database if missing and apply migrations
 
 test: venv ## the whole suite against this machine's real PostgreSQL and RabbitMQ
 	$(PY) -m pytest
+
+bench: venv ## measure the stack against bare baselines (minutes): BENCHMARKS.md + bench/latency-percentiles.png
+	$(PY) -m bench
+
+bench-quick: venv ## the same in seconds (CI runs it): bench/results/quick/BENCHMARKS.md
+	BENCH_QUICK=1 $(PY) -m bench
 
 images: ## one image per Dockerfile target, auction-<target>:$(IMAGE_TAG) (needs Docker; REGISTRY=host/path/)
 	for t in $(IMAGE_TARGETS); do docker build --target $$t -t $(REGISTRY)auction-$$t:$(IMAGE_TAG) . || exit 1; done

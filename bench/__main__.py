@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -160,6 +161,9 @@ async def run_sections(
 
 def main() -> int:
     plan = Plan.from_env()
+    if {"intake", "memory"} & set(plan.sections) and shutil.which("hey") is None:
+        print("make bench needs hey (the original project's load tool): apt-get install -y hey", file=sys.stderr)
+        return 2
     report_path, chart_path = _paths(plan)
     machine = f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, " \
               f"{platform.python_implementation()} {platform.python_version()}"

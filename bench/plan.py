@@ -44,14 +44,14 @@ class Plan:
     def small(cls) -> Plan:
         return cls(
             quick=True,
-            intake_requests=2000,
-            intake_concurrency=(100, 20),
-            drain_bids=2000,
-            drain_offers=20,
-            fanout_clients=(50, 100),
-            fanout_paced_offers=3,
-            fanout_burst_offers=3,
-            soak_seconds=5,
+            intake_requests=1000,
+            intake_concurrency=(50, 10),
+            drain_bids=1000,
+            drain_offers=10,
+            fanout_clients=(20, 50),
+            fanout_paced_offers=2,
+            fanout_burst_offers=2,
+            soak_seconds=3,
             soak_sample_seconds=0.5,
         )
 
