@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import platform
 import shutil
 import subprocess
@@ -175,6 +176,10 @@ def main() -> int:
     results.seconds = time.monotonic() - started
     results.load_after = _load()
     report.write(results, report_path, chart_path)
+    # Kept (git-ignored) so the report can be written again: python -m bench.report <this> <report> <chart>
+    saved = ROOT / "bench" / "results" / plan.mode / "results.pickle"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(pickle.dumps(results))
     print(f"wrote {report_path} and {chart_path}", flush=True)
     for check in results.checks():
         if not check.ok:

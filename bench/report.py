@@ -256,3 +256,17 @@ def write(results: Results, report_path: Path, chart_path: Path) -> None:
     drawn = chart(results, chart_path)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown(results, drawn, report_path.parent))
+
+
+def main() -> None:
+    """`python -m bench.report RESULTS.pickle REPORT.md CHART.png`: write the report of a finished run
+    again (after editing bench/findings.md, say) without measuring anew."""
+    import pickle
+    import sys
+
+    source, report_path, chart_path = (Path(a) for a in sys.argv[1:4])
+    write(pickle.loads(source.read_bytes()), report_path, chart_path)
+
+
+if __name__ == "__main__":
+    main()
