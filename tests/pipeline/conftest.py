@@ -1,14 +1,32 @@
 """Fixtures for bid pipeline tests: an in-process worker and a raw publisher on the test broker."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aio_pika
 import pytest
 
-from auction_shared.broker import Topology
+from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
 from bid_worker.worker import BidWorker, WorkerSettings
+
+
+@pytest.fixture
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """The run's database, but broker names of this test's own.
+
+    These tests decide when a worker runs and count what reaches a queue: a worker or a bid left
+    over by another test on the same shard queues would make them prove nothing.
+    """
+    own = replace(settings, amqp_prefix=f"{settings.amqp_prefix}.{uuid.uuid4().hex[:8]}")
+    yield own
+    connection = await aio_pika.connect(own.amqp_url)
+    try:
+        await delete_topology(await connection.channel(), Topology.from_settings(own))
+    finally:
+        await connection.close()
 
 
 class WorkerControl:
