@@ -9,19 +9,24 @@ REGISTRY ?=
 
 .PHONY: run test bench bench-quick migrate lint venv clean images deploy-check
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+# Two stamps: `make run` needs only the services' packages, the tests and benchmarks need more.
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.dev
 
-run: venv ## start every service against local PostgreSQL and RabbitMQ
+run: $(VENV)/.runtime ## start every service against local PostgreSQL and RabbitMQ
 	-@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_consistent_hash_exchange >/dev/null 2>&1
 	$(PY) deploy/run_local.py
 
-migrate: venv ## create the database if missing and apply migrations
+migrate: $(VENV)/.runtime ## create the database if missing and apply migrations
 	$(PY) -m auction_shared.migrate
 
 test: venv ## the whole suite against this machine's real PostgreSQL and RabbitMQ
