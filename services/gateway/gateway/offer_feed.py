@@ -76,6 +76,7 @@ class OfferFeed:
         # after a reconnect only the channels still alive.
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
         # True while the queue is declared, bound and consumed: from the first subscribe until the
         # connection drops, and again once aio-pika has restored the channel after a reconnect.
         self._subscribed = False
@@ -121,7 +122,7 @@ class OfferFeed:
             },
         )
         await queue.bind(events, routing_key="offer.*")
-        await queue.consume(self._on_message)
+        self._consumer_tag = await queue.consume(self._on_message)
         self._channel = channel
         self._queue = queue
         self._connection.close_callbacks.add(self._on_lost)
@@ -180,6 +181,8 @@ class OfferFeed:
     async def close(self) -> None:
         if self._queue is not None and self.is_up():
             try:  # leaving for good: nobody will read this replica's queue again
+                if self._consumer_tag is not None:
+                    await self._queue.cancel(self._consumer_tag)  # else the broker cancels it, noisily
                 await self._queue.delete(if_unused=False, if_empty=False)
             except Exception as exc:
                 log.info("live updates: could not delete %s (it expires on its own): %r", self.queue_name, exc)
