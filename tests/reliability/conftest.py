@@ -5,14 +5,18 @@ with both proxies restored and every service healthy again, and stops the worker
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from urllib.parse import urlsplit
 
+import aio_pika
 import aiohttp
 import pytest
 
+from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
 from tests.reliability.client import Client
 from tests.support.environment import env_of
@@ -26,6 +30,26 @@ DEPENDENCY_TIMEOUT = "2"
 def proxy_for(url: str) -> FaultProxy:
     parts = urlsplit(url)
     return FaultProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+
+
+@pytest.fixture(scope="package")
+def settings(settings: Settings) -> Iterator[Settings]:
+    """The run's database, but exchanges and queues of the fault tests' own.
+
+    These tests assert that bids wait in their shard queues while the only worker cannot apply them;
+    a consumer that any earlier test left on the run's shard queues would take them instead.
+    """
+    own = replace(settings, amqp_prefix=f"{settings.amqp_prefix}_faults")
+    yield own
+    asyncio.run(_delete_topology(own))
+
+
+async def _delete_topology(settings: Settings) -> None:
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        await delete_topology(await connection.channel(), Topology.from_settings(settings))
+    finally:
+        await connection.close()
 
 
 @pytest.fixture(scope="package")
