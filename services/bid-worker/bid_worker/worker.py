@@ -179,20 +179,23 @@ class BidWorker:
         messages would apply later bids before earlier ones.
         """
         self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        in_flight = [s.current for s in self._shards if s.current is not None and not s.current.done()]
-        await asyncio.gather(*in_flight, return_exceptions=True)
-        announcing = [s.announcing for s in self._shards if s.announcing is not None]
-        await asyncio.gather(*announcing, return_exceptions=True)
-        if self._publisher:
-            await self._publisher.close()
-        if self._connection:
-            # Closing the channels returns every unacked message to its queue, in order.
-            await self._connection.close()
-        if self._pool:
-            await self._pool.close()
+        try:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            in_flight = [s.current for s in self._shards if s.current is not None and not s.current.done()]
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            announcing = [s.announcing for s in self._shards if s.announcing is not None]
+            await asyncio.gather(*announcing, return_exceptions=True)
+            if self._publisher:
+                await self._publisher.close()
+        finally:
+            # Whatever failed above, the consumers must go: closing the connection closes every
+            # channel and returns every unacked message to its queue, in order.
+            if self._connection:
+                await self._connection.close()
+            if self._pool:
+                await self._pool.close()
         log.info("worker %s stopped after applying %d bids", self.worker.worker_id, self.applied)
 
     async def _run_shard(self, shard: Shard) -> None:
