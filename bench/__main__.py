@@ -121,6 +121,7 @@ async def run_sections(
             for seed, (label, start) in enumerate(consumers):
                 results.drain.append(await drain.measure_one(
                     label, stack.settings, stack.pool, plan.drain_bids, plan.drain_offers, seed, start, memory, profiler,
+                    lambda: stack.processes,
                 ))
         finally:
             stack.stop_workers()

@@ -23,6 +23,7 @@ from auction_shared.config import Settings
 from auction_shared.events import BidPlaced
 from tests.support.processes import ServiceProcess
 
+from . import cpu
 from .memory import MemoryWatch
 from .profile import Profiler
 
@@ -50,6 +51,8 @@ class DrainRun:
     wall_seconds: float = float("nan")  # from starting the consumer process to the last bid applied
     active_seconds: float = float("nan")  # from the last poll that saw none applied to the last bid
     problems: list[str] = field(default_factory=list)
+    # Microseconds of CPU per bid by kind of process (see cpu.py), from the consumer's start to the end.
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def bids_per_s(self) -> float:
@@ -162,6 +165,7 @@ async def check(pool: asyncpg.Pool, expected: Expected) -> list[str]:
 async def measure_one(
     label: str, settings: Settings, pool: asyncpg.Pool, bids_total: int, offers_total: int, seed: int,
     start: Callable[[], list[ServiceProcess]], memory: MemoryWatch, profiler: Profiler,
+    processes: Callable[[], list[ServiceProcess]],
 ) -> DrainRun:
     offer_ids = await insert_offers(pool, offers_total)
     bids, expected = plan_bids(offer_ids, bids_total, seed)
@@ -171,6 +175,7 @@ async def measure_one(
     waiting = await queued(settings)
     if waiting < bids_total:
         run.problems.append(f"only {waiting} of {bids_total} bids in the shard queues after publishing")
+    before = cpu.snapshot(processes(), await cpu.database_backends(pool))
     spawned = time.monotonic()
     starting = asyncio.ensure_future(asyncio.to_thread(start))
     # The last moment nothing was applied yet: the drain began after it (a conservative start).
@@ -201,6 +206,7 @@ async def measure_one(
         memory.watch(procs)
         memory.read()
         profiler.stop()
+    run.cpu = cpu.per_request(before, cpu.snapshot(processes(), await cpu.database_backends(pool)), bids_total)
     await asyncio.sleep(0.5)  # a bid applied twice would push a count past the expected one
     run.problems.extend(await check(pool, expected))
     for proc in procs:

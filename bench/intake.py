@@ -127,12 +127,13 @@ async def measure(
         for proc in stack.processes:
             if kind_of(proc.name) in ("gateway", "bids", "bid-worker") and proc.proc.poll() is None:
                 profiler.start(f"intake-c{c}-{proc.name}", proc.pid)
-        before = cpu.snapshot(stack.processes)
+        before = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
         result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
         ended = time.monotonic()
         settle = await wait_applied(stack.pool, offer["id"], result.count(202), result.total_seconds, ended)
         # Until every bid is applied: the workers' share of a request is spent partly after hey ends.
-        stack_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), result.responses)
+        after = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
+        stack_cpu = cpu.per_request(before, after, result.responses)
         profiler.stop()
         runs.append(IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu))
         print(f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "

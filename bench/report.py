@@ -10,7 +10,8 @@ from .hey import PERCENTILES
 from .results import MB, Results, ms
 
 FINDINGS = Path(__file__).with_name("findings.md")
-CPU_ORDER = ("gateway", "bids", "bid-worker", "bare-proxy", "bare-intake", "hey", "rabbitmq*", "postgres*")
+CPU_ORDER = ("gateway", "bids", "bid-worker", "bare-proxy", "bare-intake", "hey", "rabbitmq*", "postgres*",
+             "postgres (own db)")
 
 
 def _yes(met: bool | None) -> str:
@@ -136,6 +137,11 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
             add(f"| {r.label} | {r.bids:,} | {r.offers:,} | {r.fill_seconds:.1f} s | {_num(r.active_seconds, 1)} s | "
                 f"{_num(r.bids_per_s)} | {_num(ratio, 2)}× | {_num(r.wall_seconds, 1)} s | "
                 f"{'ok' if r.ok else '**FAILED**: ' + '; '.join(r.problems)} |")
+        add("")
+        add("CPU per bid (µs, by process, from starting the consumer (its start-up included) until all were applied; `*` = "
+            "machine-wide):\n")
+        for r in results.drain:
+            add(f"- {r.label}: {_cpu(r.cpu)}")
         add("")
         add("Reproduce: `BENCH_ONLY=drain make bench`.\n")
     else:
