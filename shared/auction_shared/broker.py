@@ -165,10 +165,21 @@ class Publisher:
         self._timeout = timeout
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._reopening: asyncio.Lock = asyncio.Lock()
 
     async def open(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await declare_events_exchange(self._channel, self._topology)
+
+    async def _reopen_if_lost(self) -> None:
+        """A robust channel normally comes back with its connection; if it stayed closed while the
+        connection is up again (its restore failed half-way), open a new one."""
+        if not broker_is_up(self._connection) or (self._channel is not None and not self._channel.is_closed):
+            return
+        async with self._reopening:
+            if self._channel is None or self._channel.is_closed:
+                log.warning("publisher channel stayed closed after a reconnect: opening a new one")
+                await self.open()
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
@@ -194,9 +205,12 @@ class Publisher:
             headers=headers,
         )
         try:
-            await self._exchange.publish(
-                message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
-            )
+            # The outer bound also covers what aio-pika's own timeout does not: waiting for a robust
+            # channel that is being restored, and a confirm lost with a dying connection.
+            async with asyncio.timeout(self._timeout):
+                await self._exchange.publish(
+                    message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
+                )
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
@@ -208,6 +222,10 @@ class Publisher:
             ConnectionError,
         ) as exc:
             log.warning("publish of %s %s failed: %r", routing_key, message_id, exc)
+            try:
+                await asyncio.wait_for(self._reopen_if_lost(), self._timeout)
+            except Exception as reopen_error:  # still down: the next publish tries again
+                log.debug("publisher channel not reopened: %r", reopen_error)
             raise DependencyDown("RabbitMQ") from exc
 
 

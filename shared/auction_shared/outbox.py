@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 BATCH = 200
 # Rows written by another replica (or left by a failed publish) are picked up within this time.
 POLL_SECONDS = 1.0
+# A relay that waits on an exhausted or unreachable pool gives up and retries rather than hang.
+ACQUIRE_TIMEOUT = 10.0
 
 
 async def add_event(conn: asyncpg.Connection, event: Event) -> None:
@@ -44,7 +46,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows were sent."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # SKIP LOCKED: replicas of a service share the table without sending a row twice.
             rows = await conn.fetch(
                 "SELECT id, routing_key, body FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
