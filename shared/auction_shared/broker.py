@@ -167,6 +167,10 @@ class Publisher:
         self._exchange: AbstractExchange | None = None
         self._reopening: asyncio.Lock = asyncio.Lock()
 
+    @property
+    def exchange_name(self) -> str:
+        return self._topology.events_exchange
+
     async def open(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await declare_events_exchange(self._channel, self._topology)

@@ -22,10 +22,11 @@ POLL_SECONDS = 1.0
 ACQUIRE_TIMEOUT = 10.0
 
 
-async def add_event(conn: asyncpg.Connection, event: Event) -> None:
+async def add_event(conn: asyncpg.Connection, event: Event, exchange: str) -> None:
     """Call inside the transaction that writes the row the event tells about."""
     await conn.execute(
-        "INSERT INTO outbox (routing_key, body) VALUES ($1, $2)", str(event.type), event.encode()
+        "INSERT INTO outbox (exchange, routing_key, body) VALUES ($1, $2, $3)",
+        exchange, str(event.type), event.encode(),
     )
 
 
@@ -39,7 +40,12 @@ class OutboxRelay:
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         self._pool = pool
         self._publisher = publisher
+        self.exchange = publisher.exchange_name
         self._wake = asyncio.Event()
+
+    async def add(self, conn: asyncpg.Connection, event: Event) -> None:
+        """Record `event` for this relay's exchange, in the caller's transaction."""
+        await add_event(conn, event, self.exchange)
 
     def wake(self) -> None:
         self._wake.set()
@@ -49,7 +55,9 @@ class OutboxRelay:
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # SKIP LOCKED: replicas of a service share the table without sending a row twice.
             rows = await conn.fetch(
-                "SELECT id, routing_key, body FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT id, routing_key, body FROM outbox WHERE exchange = $1"
+                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                self.exchange,
                 BATCH,
             )
             if not rows:
