@@ -45,7 +45,7 @@ deploy-check: venv ## compose, Dockerfile and k8s manifests against their schema
 	$(PY) -m pytest tests/deploy -q
 
 lint: venv
-	$(PY) -m ruff check . || true
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -116,7 +116,7 @@ def main() -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    print(f"RabbitMQ: ok (management UI, if enabled: http://127.0.0.1:15672, guest/guest)")
+    print("RabbitMQ: ok (management UI, if enabled: http://127.0.0.1:15672, guest/guest)")
     print(f"API on http://{settings.host}:{settings.gateway_port} "
           f"(try /ping, /health, /index); Ctrl-C stops everything")
     return asyncio.run(supervise(settings))

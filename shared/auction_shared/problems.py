@@ -6,8 +6,8 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-import asyncpg
 import aiormq
+import asyncpg
 from aiohttp import web
 
 from .jsonio import dumps

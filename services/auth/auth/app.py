@@ -7,10 +7,10 @@ from auction_shared.config import Settings
 from auction_shared.db import database
 from auction_shared.web import base_app
 
+from .handlers import HASHER, THROTTLE
 from .passwords import PasswordHasher
 from .ratelimit import LoginThrottle
 from .routes import setup_routes
-from .handlers import HASHER, THROTTLE
 
 
 def create_app(settings: Settings) -> web.Application:
