@@ -1,9 +1,7 @@
 """Fixtures every test shares: a throwaway database and broker namespace per run, real apps."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,8 +9,9 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from auction_shared.config import Settings
+from tests.support.api import Account
 from tests.support.environment import env_of, new_settings, prepare_sync, tear_down_sync
-from tests.support.inprocess import World, running_world
+from tests.support.inprocess import World, account, running_world
 from tests.support.processes import Stack
 
 
@@ -46,31 +45,12 @@ async def bids_client(aiohttp_client, settings: Settings) -> TestClient:
     return await aiohttp_client(create_app(settings))
 
 
-@dataclass
-class User:
-    id: str
-    username: str
-    password: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 @pytest.fixture
 def make_user(auth_client: TestClient):
     """Sign up and log in a fresh user through the real auth app."""
 
-    async def make(prefix: str = "user") -> User:
-        username = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        password = "pw-" + uuid.uuid4().hex[:8]
-        resp = await auth_client.post("/v1/signup", json={"username": username, "password": password})
-        assert resp.status == 201, await resp.text()
-        user_id = (await resp.json())["id"]
-        resp = await auth_client.post("/v1/login", json={"username": username, "password": password})
-        assert resp.status == 200, await resp.text()
-        return User(user_id, username, password, (await resp.json())["token"])
+    async def make(prefix: str = "user") -> Account:
+        return await account(auth_client, prefix)
 
     return make
 

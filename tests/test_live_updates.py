@@ -19,6 +19,7 @@ import pytest
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import Event, EventType
+from tests.support.api import Api
 from tests.support.processes import ServiceProcess, Stack
 from tests.support.watch import DEADLINE, Watch
 
@@ -51,39 +52,6 @@ async def http() -> Any:
         yield session
 
 
-@dataclass
-class Account:
-    username: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def account(http: aiohttp.ClientSession, base: str, prefix: str) -> Account:
-    creds = {"username": f"{prefix}_{uuid.uuid4().hex[:10]}", "password": "pw-" + uuid.uuid4().hex[:8]}
-    async with http.post(f"{base}/v1/signup", json=creds) as resp:
-        assert resp.status == 201, await resp.text()
-    async with http.post(f"{base}/v1/login", json=creds) as resp:
-        assert resp.status == 200, await resp.text()
-        return Account(creds["username"], (await resp.json())["token"])
-
-
-async def create_offer(http: aiohttp.ClientSession, base: str, owner: Account, price: float = 10) -> dict[str, Any]:
-    body = {"title": "lot " + uuid.uuid4().hex[:6], "bid_price": price}
-    async with http.post(f"{base}/v1/offer", json=body, headers=owner.headers) as resp:
-        assert resp.status == 201, await resp.text()
-        return await resp.json()
-
-
-async def place_bid(http: aiohttp.ClientSession, base: str, bidder: Account, offer_id: str, price: float) -> dict:
-    body = {"offer_id": offer_id, "bid_price": price}
-    async with http.post(f"{base}/v1/bid", json=body, headers=bidder.headers) as resp:
-        assert resp.status == 202, await resp.text()
-        return await resp.json()
-
-
 def created(offer_id: str):
     return lambda f: f["event"] == "offerCreated" and f["data"]["id"] == offer_id
 
@@ -100,15 +68,16 @@ def offer_events(watch: Watch, offer_id: str) -> list[str]:
 
 
 async def test_every_authenticated_watcher_on_either_replica_gets_each_new_offer_exactly_once(live, http):
-    seller = await account(http, live.gateway_a, "seller")
+    a, b = Api(http, live.gateway_a), Api(http, live.gateway_b)
+    seller = await a.account("seller")
     watchers = []
-    for base in (live.gateway_a, live.gateway_b):
+    for api in (a, b):
         for _ in range(3):
-            watchers.append(await Watch.open(http, base, (await account(http, base, "watcher")).token))
-    anonymous = [await Watch.open(http, live.gateway_a), await Watch.open(http, live.gateway_b)]
+            watchers.append(await Watch.open(http, api.base, (await api.account("watcher")).token))
+    anonymous = [await Watch.open(http, a.base), await Watch.open(http, b.base)]
 
-    offers = [await create_offer(http, live.gateway_a, seller) for _ in range(5)]
-    marker = await create_offer(http, live.gateway_b, seller)
+    offers = [await a.create_offer(seller) for _ in range(5)]
+    marker = await b.create_offer(seller)
     await asyncio.gather(*(w.until(created(marker["id"])) for w in watchers))
 
     ours = {o["id"] for o in offers} | {marker["id"]}
@@ -124,14 +93,14 @@ async def test_every_authenticated_watcher_on_either_replica_gets_each_new_offer
 
 
 async def test_subscribers_and_only_they_follow_an_offers_price_and_its_sale(live, http):
-    a, b = live.gateway_a, live.gateway_b
-    seller = await account(http, a, "seller")
-    bidder = await account(http, b, "bidder")
-    x = await create_offer(http, a, seller, price=10)
-    y = await create_offer(http, a, seller, price=10)
+    a, b = Api(http, live.gateway_a), Api(http, live.gateway_b)
+    seller = await a.account("seller")
+    bidder = await b.account("bidder")
+    x = await a.create_offer(seller, bid_price=10)
+    y = await a.create_offer(seller, bid_price=10)
 
-    async def watcher(base: str, *follow: str) -> Watch:
-        w = await Watch.open(http, base, (await account(http, base, "watcher")).token)
+    async def watcher(api: Api, *follow: str) -> Watch:
+        w = await Watch.open(http, api.base, (await api.account("watcher")).token)
         for offer_id in follow:
             assert (await w.request("subscribe", "subscribed", offer_id=offer_id))["event"] == "subscribed"
         return w
@@ -142,25 +111,27 @@ async def test_subscribers_and_only_they_follow_an_offers_price_and_its_sale(liv
     left_x = await watcher(a, x["id"])
     assert (await left_x.request("unsubscribe", "unsubscribed", offer_id=x["id"]))["event"] == "unsubscribed"
 
-    bid = await place_bid(http, b, bidder, x["id"], 25.5)
+    status, bid = await b.bid(bidder, x["id"], 25.5)
+    assert status == 202, bid
     for w in (x_on_a, x_on_b):
         update = await w.until(lambda f: f["event"] == "offerUpdated" and f["data"]["id"] == x["id"])
         assert update["data"]["bid_price"] == 25.5
         assert update["data"]["highest_bid_id"] == bid["id"]
         assert update["data"]["highest_bidder"] == bidder.username
-    await place_bid(http, b, bidder, y["id"], 30)
+    status, body = await b.bid(bidder, y["id"], 30)
+    assert status == 202, body
     update = await y_on_a.until(lambda f: f["event"] == "offerUpdated" and f["data"]["id"] == y["id"])
     assert update["data"]["bid_price"] == 30
 
     # The update arrived, so the bid is processed and leads: the owner can accept it.
-    async with http.put(f"{a}/v1/bid/{bid['id']}", headers=seller.headers) as resp:
-        assert resp.status == 200, await resp.text()
+    status, body = await a.put(seller, f"/v1/bid/{bid['id']}")
+    assert status == 200, body
     for w in (x_on_a, x_on_b):
         sold = await w.until(lambda f: f["event"] == "offerSold" and f["data"]["offer"]["id"] == x["id"])
         assert sold["data"]["offer"]["sold"] is True
         assert sold["data"]["bid"]["id"] == bid["id"] and sold["data"]["bid"]["accepted"] is True
 
-    marker = await create_offer(http, b, seller)
+    marker = await b.create_offer(seller)
     everyone = (x_on_a, x_on_b, y_on_a, nothing_on_b, left_x)
     await asyncio.gather(*(w.until(created(marker["id"])) for w in everyone))
     assert offer_events(x_on_a, x["id"]) == offer_events(x_on_b, x["id"]) == ["offerUpdated", "offerSold"]
@@ -207,7 +178,7 @@ async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_ever
 async def _slow_watcher_is_closed_and_the_others_get_everything(
     gateway: ServiceProcess, base: str, http: aiohttp.ClientSession, settings: Settings
 ) -> None:
-    user = await account(http, base, "watcher")
+    user = await Api(http, base).account("watcher")
     slow = await Watch.open(http, base, user.token)
     readers = [await Watch.open(http, base, user.token) for _ in range(4)]
     end = Event.new(EventType.OFFER_CREATED, {"id": str(uuid.uuid4()), "title": "the end"})

@@ -12,7 +12,8 @@ import pytest
 from auction_shared.broker import Topology
 from auction_shared.events import BidPlaced
 from tests.pipeline.conftest import publish_raw
-from tests.support.pipeline import offer_states, wait_applied, wait_until
+from tests.support.pipeline import offer_states, wait_applied
+from tests.support.waiting import wait_until
 
 
 async def create_offer(offers_client, owner, **body):

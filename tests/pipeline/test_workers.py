@@ -11,7 +11,7 @@ import aiohttp
 
 from tests.support.api import Api, place_concurrently
 from tests.support.model import run_model
-from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_applied, wait_until
+from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_applied
 
 OFFERS = 5
 

@@ -10,9 +10,11 @@ from decimal import Decimal
 
 from auction_shared.config import Settings
 from auction_shared.events import BidPlaced
-from tests.reliability.client import Account, Client, fetch, wait_until
+from tests.reliability.probes import fetch
 from tests.reliability.tap import EventTap
+from tests.support.api import Account, Api
 from tests.support.model import ModelBid, run_model
+from tests.support.waiting import wait_until
 
 
 class BidStream:
@@ -21,7 +23,7 @@ class BidStream:
     Any answer but 202 or 503 fails the stream (a 500 or a hang past the client's deadline).
     """
 
-    def __init__(self, client: Client, bidders: list[Account], offer_ids: list[str]) -> None:
+    def __init__(self, client: Api, bidders: list[Account], offer_ids: list[str]) -> None:
         self.client = client
         self.bidders = bidders
         self.offer_ids = offer_ids
@@ -64,6 +66,14 @@ class BidStream:
             return condition(self)
 
         await wait_until(ready, timeout, what, interval=0.02)
+
+
+async def bidders_and_offers(client: Api, bidders: int, offers: int) -> tuple[list[Account], dict[str, Decimal]]:
+    """Fresh bidders, and fresh offers of a fresh seller each starting at 5.00 (the model's start)."""
+    seller = await client.account("seller")
+    who = [await client.account("bidder") for _ in range(bidders)]
+    start = {(await client.create_offer(seller, bid_price=5))["id"]: Decimal("5.00") for _ in range(offers)}
+    return who, start
 
 
 def queue_order(tap: EventTap) -> dict[str, list[ModelBid]]:

@@ -18,7 +18,7 @@ import pytest
 
 from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
-from tests.reliability.client import Client
+from tests.support.api import Api
 from tests.support.environment import env_of
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import ServiceProcess, Stack
@@ -117,9 +117,9 @@ def workers(faulty_stack: Stack) -> Iterator[list[ServiceProcess]]:
 @pytest.fixture
 async def client(
     faulty_stack: Stack, broker_proxy: FaultProxy, database_proxy: FaultProxy, workers: list[ServiceProcess]
-) -> AsyncIterator[Client]:
+) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
-        yield Client(session, faulty_stack.gateway_url)
+        yield Api(session, faulty_stack.gateway_url)
     broker_proxy.restore()
     database_proxy.restore()
     _all_healthy(faulty_stack)

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
+from functools import partial
 
 import aiohttp
 
 from auction_shared.config import Settings
-from tests.reliability.bidding import BidStream, assert_matches_model, wait_applied
-from tests.reliability.client import Client, health_says, wait_until
+from tests.reliability.bidding import BidStream, assert_matches_model, bidders_and_offers, wait_applied
+from tests.reliability.probes import health_says
 from tests.reliability.tap import EventTap
+from tests.support.api import Api
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import Stack
+from tests.support.waiting import wait_until
 
 
 class OfferCreatedWatcher:
@@ -23,7 +25,7 @@ class OfferCreatedWatcher:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, client: Client, token: str) -> OfferCreatedWatcher:
+    async def open(cls, client: Api, token: str) -> OfferCreatedWatcher:
         ws = await client.session.ws_connect(client.base + "/v1/stream")
         await ws.send_json({"event": "authenticate", "token": token})
         reply = await ws.receive_json(timeout=20)
@@ -43,7 +45,7 @@ class OfferCreatedWatcher:
 
 
 async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_arrives_once(
-    settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Client
+    settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Api
 ) -> None:
     seller = await client.account("seller")
     bidder = await client.account("bidder")
@@ -52,9 +54,7 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
 
     async def create(n: int) -> None:
         for _ in range(n):
-            status, body = await client.create_offer(seller)
-            assert status == 201, body
-            created.append(body["id"])
+            created.append((await client.create_offer(seller))["id"])
 
     watcher = await OfferCreatedWatcher.open(client, bidder.token)
     try:
@@ -74,7 +74,7 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
 
             broker_proxy.restore()
             for port in (offers_port, bids_port):
-                await wait_until(lambda: health_says(client, port, 200), 20, "offers and bids to reconnect")
+                await wait_until(partial(health_says, client, port, 200), 20, "offers and bids to reconnect")
             await create(3)
             await wait_until(lambda: set(created) <= set(tap.event_ids_by_subject()), 30,
                              "every offer.created to reach the broker after the restore")
@@ -95,17 +95,11 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
 
 
 async def test_no_202_bid_is_lost_through_a_broker_cut_and_each_is_applied_once(
-    settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Client
+    settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Api
 ) -> None:
     # The worker reaches the broker through the proxy too: it must reconnect and consume again.
     faulty_stack.start_worker("rel-intake-worker")
-    seller = await client.account("seller")
-    bidders = [await client.account("bidder") for _ in range(3)]
-    offers: dict[str, Decimal] = {}
-    for _ in range(3):
-        status, body = await client.create_offer(seller, price=5)
-        assert status == 201, body
-        offers[body["id"]] = Decimal("5.00")
+    bidders, offers = await bidders_and_offers(client, bidders=3, offers=3)
     async with EventTap(settings, "bid.placed") as tap:
         async with BidStream(client, bidders, list(offers)) as stream:
             await stream.until(lambda s: len(s.accepted) >= 60, "60 bids before the cut")

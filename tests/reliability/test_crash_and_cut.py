@@ -1,28 +1,20 @@
 """The worst moment: the active bid-worker is killed (-9) as RabbitMQ drops, under a steady stream."""
 from __future__ import annotations
 
-from decimal import Decimal
-
 from auction_shared.config import Settings
-from tests.reliability.bidding import BidStream, assert_matches_model, wait_applied
-from tests.reliability.client import Client
+from tests.reliability.bidding import BidStream, assert_matches_model, bidders_and_offers, wait_applied
 from tests.reliability.tap import EventTap
+from tests.support.api import Api
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import Stack
 
 
 async def test_worker_kill_9_and_broker_cut_together_lose_nothing_and_double_nothing(
-    settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Client
+    settings: Settings, faulty_stack: Stack, broker_proxy: FaultProxy, client: Api
 ) -> None:
     first = faulty_stack.start_worker("rel-crash-first")
     faulty_stack.start_worker("rel-crash-standby")
-    seller = await client.account("seller")
-    bidders = [await client.account("bidder") for _ in range(4)]
-    offers: dict[str, Decimal] = {}
-    for _ in range(4):
-        status, body = await client.create_offer(seller, price=5)
-        assert status == 201, body
-        offers[body["id"]] = Decimal("5.00")
+    bidders, offers = await bidders_and_offers(client, bidders=4, offers=4)
     # Bound before the first bid, so it holds every bid in the shard queues' order.
     async with EventTap(settings, "bid.placed") as tap:
         async with BidStream(client, bidders, list(offers)) as stream:

@@ -4,20 +4,23 @@ from __future__ import annotations
 import time
 import uuid
 from decimal import Decimal
+from functools import partial
 
 from auction_shared.config import Settings
-from tests.reliability.client import Client, fetch, health_says, wait_until
 from tests.reliability.conftest import DEPENDENCY_TIMEOUT, proxy_for
+from tests.reliability.probes import fetch, health_says
+from tests.support.api import Account, Api
 from tests.support.faultproxy import FaultProxy
 from tests.support.model import ModelBid, run_model
 from tests.support.processes import Stack
+from tests.support.waiting import wait_until
 
 # A request that needs the missing database must be answered by then (the gateway's own upstream
 # timeout is DEPENDENCY_TIMEOUT; the rest is slack for a loaded machine), never hang.
 ANSWER_BOUND = 3 * float(DEPENDENCY_TIMEOUT) + 5
 
 
-async def _every_route_says_503(client: Client, seller, offer_id: str, only: tuple[str, ...] = ()) -> None:
+async def _every_route_says_503(client: Api, seller: Account, offer_id: str, only: tuple[str, ...] = ()) -> None:
     """Each call (or those whose path starts with one of `only`, one per service) answers 503 in time."""
     calls = [
         ("POST", "/v1/login", {"json": {"username": seller.username, "password": "whatever"}}),
@@ -41,47 +44,52 @@ async def _every_route_says_503(client: Client, seller, offer_id: str, only: tup
         assert took < ANSWER_BOUND, (method, path, took)
 
 
+async def _say_postgres_is_down(client: Api, stack: Stack, *names: str) -> None:
+    """Wait until each of `names` answers /health 503 with postgres down."""
+    for name in names:
+        await wait_until(partial(health_says, client, stack.ports[name], 503, postgres="down"), 20,
+                         f"{name} /health to say postgres is down")
+
+
+async def _recover(client: Api, stack: Stack, database_proxy: FaultProxy, names: tuple[str, ...],
+                   seller: Account, offer_id: str) -> None:
+    """Restore Postgres and wait until `names` say they are healthy again."""
+    database_proxy.restore()
+    for name in names:
+        await wait_until(partial(health_says, client, stack.ports[name], 200), 30, f"{name} to recover")
+    # The pools threw their dead connections away: the same processes serve again.
+    status, body = await client.get(seller, f"/v1/offer/{offer_id}")
+    assert status == 200, body
+
+
 async def test_services_answer_503_while_postgres_is_cut_and_recover_on_their_own(
-    faulty_stack: Stack, database_proxy: FaultProxy, client: Client
+    faulty_stack: Stack, database_proxy: FaultProxy, client: Api
 ) -> None:
     seller = await client.account("seller")
-    status, offer = await client.create_offer(seller)
-    assert status == 201, offer
+    offer = await client.create_offer(seller)
     database_proxy.cut()
-    for name in ("auth", "offers", "bids"):
-        await wait_until(lambda: health_says(client, faulty_stack.ports[name], 503, postgres="down"), 20,
-                         f"{name} /health to say postgres is down")
+    await _say_postgres_is_down(client, faulty_stack, "auth", "offers", "bids")
     assert await health_says(client, faulty_stack.ports["gateway"], 503, auth="down")
     await _every_route_says_503(client, seller, offer["id"])
 
-    database_proxy.restore()
-    for name in ("auth", "offers", "bids", "gateway"):
-        await wait_until(lambda: health_says(client, faulty_stack.ports[name], 200), 30, f"{name} to recover")
-    # The pools threw their dead connections away: the same processes serve again.
-    status, body = await client.call("GET", f"/v1/offer/{offer['id']}", headers=seller.headers)
-    assert status == 200, body
+    await _recover(client, faulty_stack, database_proxy, ("auth", "offers", "bids", "gateway"), seller, offer["id"])
     assert (await client.account("after"))
 
 
 async def test_a_stalled_postgres_gives_503_within_the_dependency_timeout_not_a_hang(
-    faulty_stack: Stack, database_proxy: FaultProxy, client: Client
+    faulty_stack: Stack, database_proxy: FaultProxy, client: Api
 ) -> None:
     seller = await client.account("seller")
-    status, offer = await client.create_offer(seller)
-    assert status == 201, offer
+    offer = await client.create_offer(seller)
     # Connections stay open but nothing moves: only timeouts can notice.
     database_proxy.stall()
     await _every_route_says_503(client, seller, offer["id"], only=("/v1/login", "/v1/offer/", "/v1/bid"))
-    await wait_until(lambda: health_says(client, faulty_stack.ports["offers"], 503, postgres="down"), 20,
-                     "offers /health to say postgres is down")
-    database_proxy.restore()
-    await wait_until(lambda: health_says(client, faulty_stack.ports["offers"], 200), 30, "offers to recover")
-    status, body = await client.call("GET", f"/v1/offer/{offer['id']}", headers=seller.headers)
-    assert status == 200, body
+    await _say_postgres_is_down(client, faulty_stack, "offers")
+    await _recover(client, faulty_stack, database_proxy, ("offers",), seller, offer["id"])
 
 
 async def test_bids_wait_in_their_queues_while_the_workers_database_is_cut(
-    settings: Settings, faulty_stack: Stack, client: Client
+    settings: Settings, faulty_stack: Stack, client: Api
 ) -> None:
     with proxy_for(settings.database_url) as worker_db:
         faulty_stack.start_worker(
@@ -89,8 +97,7 @@ async def test_bids_wait_in_their_queues_while_the_workers_database_is_cut(
         )
         seller = await client.account("seller")
         bidders = [await client.account("bidder") for _ in range(2)]
-        status, offer = await client.create_offer(seller, price=1)
-        assert status == 201, offer
+        offer = await client.create_offer(seller, bid_price=1)
         placed: list[ModelBid] = []
 
         async def bid_in_turn(n: int, seed: int) -> list[str]:

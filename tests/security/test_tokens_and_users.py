@@ -155,10 +155,10 @@ async def test_a_deleted_users_token_is_refused_once_the_ttl_has_passed(
     user = await make_user("leaver")
 
     assert (await client.get("/whoami", headers=user.headers)).status == 200
-    await app[DB_POOL].execute("DELETE FROM users WHERE id = $1", uuid.UUID(user.id))
+    await app[DB_POOL].execute("DELETE FROM users WHERE id = $1", uuid.UUID(user.user_id))
     # Within the TTL the process still trusts its answer: no query on the hot path.
     clock.now += KNOWN_USER_TTL_SECONDS - 1
-    assert await users.exists(NoDatabase(), uuid.UUID(user.id))  # type: ignore[arg-type]
+    assert await users.exists(NoDatabase(), uuid.UUID(user.user_id))  # type: ignore[arg-type]
     assert (await client.get("/whoami", headers=user.headers)).status == 200
     clock.now += 2
     resp = await client.get("/whoami", headers=user.headers)

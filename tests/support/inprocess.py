@@ -78,6 +78,7 @@ async def account(client: TestClient, prefix: str = "user") -> Account:
     credentials = {"username": f"{prefix}_{uuid.uuid4().hex[:12]}", "password": "pw-" + uuid.uuid4().hex[:8]}
     resp = await client.post("/v1/signup", json=credentials)
     assert resp.status == 201, await resp.text()
+    user_id = (await resp.json())["id"]
     resp = await client.post("/v1/login", json=credentials)
     assert resp.status == 200, await resp.text()
-    return Account(credentials["username"], (await resp.json())["token"])
+    return Account(credentials["username"], (await resp.json())["token"], user_id)

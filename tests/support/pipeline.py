@@ -1,8 +1,6 @@
 """Tools for bid pipeline tests: a tap on the broker that sees queue order, and database probes."""
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -16,6 +14,7 @@ from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import BidPlaced, Event
 from tests.support.model import ModelBid
+from tests.support.waiting import wait_until
 
 
 class BidTap:
@@ -50,25 +49,11 @@ class BidTap:
         self.order[str(bid.offer_id)].append(ModelBid(str(bid.bid_id), bid.bid_price, bid.username))
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> None:
-        await wait_until(lambda: len(self.seen) >= count, timeout, f"tap saw {len(self.seen)}/{count} bids")
+        await wait_until(lambda: len(self.seen) >= count, timeout, f"the tap to see {count} bids")
 
     async def __aexit__(self, *exc: Any) -> None:
         if self._connection is not None:
             await self._connection.close()
-
-
-async def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `condition` (sync or async) until it is true, or fail saying `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {what}")
-        await asyncio.sleep(interval)
 
 
 async def wait_applied(database_url: str, bid_ids: Iterable[str], timeout: float = 120.0) -> None:
@@ -83,7 +68,7 @@ async def wait_applied(database_url: str, bid_ids: Iterable[str], timeout: float
             return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids)
 
         try:
-            await wait_until(all_there, timeout, "bids applied")
+            await wait_until(all_there, timeout, "the bids to be applied")
         except AssertionError:
             raise AssertionError(f"only {await count()}/{len(ids)} bids applied after {timeout}s") from None
     finally:

@@ -132,7 +132,7 @@ async def test_a_later_message_without_a_valid_token_of_the_same_user_closes_440
     elif token == "other-user":
         message["token"] = (await make_user("other")).token
     elif token == "expired":
-        message["token"] = issue_token(settings.jwt_secret, uuid.UUID(user.id), user.username, -60)
+        message["token"] = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, -60)
     await w.send_raw(json.dumps(message))
     assert await w.close_code() == CLOSE_UNAUTHORIZED
     assert [f["event"] for f in w.frames] == ["authenticated", "error"]
@@ -152,7 +152,7 @@ async def test_authenticate_again_with_the_same_users_token_is_answered_and_anot
 
 async def test_the_socket_closes_4401_when_the_token_expires(gateway, make_user, settings):
     user = await make_user("watcher")
-    short = issue_token(settings.jwt_secret, uuid.UUID(user.id), user.username, 2)
+    short = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, 2)
     w = await watch(gateway, short)
     assert w.frames[-1]["event"] == "authenticated"
     assert await w.close_code() == CLOSE_UNAUTHORIZED
@@ -163,7 +163,7 @@ async def test_a_newer_token_of_the_same_user_keeps_the_socket_open_past_the_fir
     gateway, make_user, settings
 ):
     user = await make_user("watcher")
-    short = issue_token(settings.jwt_secret, uuid.UUID(user.id), user.username, 1)
+    short = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, 1)
     w = await watch(gateway, short)
     assert (await w.request("get_offers", "offers", token=user.token, size=1))["event"] == "offers"
     await asyncio.sleep(1.5)  # past the short token's expiry
