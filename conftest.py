@@ -77,16 +77,3 @@ def stack(settings: Settings, log_dir: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture(scope="session")
-def live_stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack and bid-worker for the live-update and browser tests, which only add their own users,
-    offers and gateways to it (starting a stack costs seconds; these tests share one)."""
-    s = Stack(env_of(settings), tmp_path_factory.mktemp("live"))
-    try:
-        s.start_services()
-        s.start_worker("live-w1")
-        yield s
-    finally:
-        s.stop()
