@@ -39,7 +39,7 @@ class Profiler:
         self._running.append((label, proc, out))
 
     def stop(self) -> None:
-        for label, proc, out in self._running:
+        for _label, proc, out in self._running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
             try:

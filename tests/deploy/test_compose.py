@@ -226,7 +226,7 @@ def test_compose_starts_without_a_dot_env() -> None:
     """Every interpolated variable has a default, so `docker compose up` needs no editing."""
     uses = manifests.interpolation_uses(manifests.COMPOSE_FILE.read_text())
     assert uses
-    for name, operator, default in uses:
+    for name, operator, _default in uses:
         assert operator == ":-", f"${{{name}}} has no default: compose would start with it empty or refuse"
     env = environment_of(manifests.compose()["services"]["gateway"])
     secret = env["JWT_SECRET"]

@@ -27,7 +27,7 @@ WAIT_MS = 20_000  # a generous deadline for each thing the page must show, not a
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not Path(CHROMIUM).exists():  # noqa: ASYNC240 - one stat before the browser starts
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

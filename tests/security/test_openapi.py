@@ -10,7 +10,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from auction_shared.config import Settings
 from tests.support.processes import Stack
@@ -137,7 +136,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_desc
     ]
     try:
         # In tmp_path: schemathesis keeps a .schemathesis/ cache in its working directory.
-        run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)  # noqa: ASYNC221 - the stack under test runs in other processes
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"schemathesis did not finish in 240s:\n{exc.stdout}") from None
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]

@@ -54,21 +54,26 @@ def _hmac_token(header: dict[str, object], claims: dict[str, object], key: bytes
     return f"{signing_input}.{_b64(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())}"
 
 
-def forged_tokens(secret: str, key: rsa.RSAPrivateKey) -> dict[str, str]:
+def forged_tokens(secret: str, key: rsa.RSAPrivateKey, sub: str | None = None) -> dict[str, str]:
+    """Each token is wrong in one way only; `sub` names a real user, so the user is never the reason."""
     pem = _public_pem(key)
+
+    def _for_user(**extra: object) -> dict[str, object]:
+        return _claims(**({"sub": sub} if sub else {}), **extra)
+
     return {
-        "RS256 signed with a real RSA key": jwt.encode(_claims(), key, algorithm="RS256"),
+        "RS256 signed with a real RSA key": jwt.encode(_for_user(), key, algorithm="RS256"),
         # Algorithm confusion: a verifier that took the alg from the header would check these with the
         # shared secret or with the RSA public key as an HMAC key.
-        "RS256 header, HMAC with the secret": _hmac_token({"alg": "RS256", "typ": "JWT"}, _claims(), secret.encode()),
-        "HS256 keyed with the RSA public key": _hmac_token({"alg": "HS256", "typ": "JWT"}, _claims(), pem),
-        "RS256 header, HMAC with the RSA public key": _hmac_token({"alg": "RS256", "typ": "JWT"}, _claims(), pem),
-        "wrong key": jwt.encode(_claims(), "k" * 64, algorithm="HS256"),
-        "alg none": jwt.encode(_claims(), None, algorithm="none"),
-        "no exp": jwt.encode({k: v for k, v in _claims().items() if k != "exp"}, secret, algorithm="HS256"),
-        "expired": jwt.encode(_claims(iat=int(time.time()) - 7200, exp=int(time.time()) - 3600), secret,
+        "RS256 header, HMAC with the secret": _hmac_token({"alg": "RS256", "typ": "JWT"}, _for_user(), secret.encode()),
+        "HS256 keyed with the RSA public key": _hmac_token({"alg": "HS256", "typ": "JWT"}, _for_user(), pem),
+        "RS256 header, HMAC with the RSA public key": _hmac_token({"alg": "RS256", "typ": "JWT"}, _for_user(), pem),
+        "wrong key": jwt.encode(_for_user(), "k" * 64, algorithm="HS256"),
+        "alg none": jwt.encode(_for_user(), None, algorithm="none"),
+        "no exp": jwt.encode({k: v for k, v in _for_user().items() if k != "exp"}, secret, algorithm="HS256"),
+        "expired": jwt.encode(_for_user(iat=int(time.time()) - 7200, exp=int(time.time()) - 3600), secret,
                               algorithm="HS256"),
-        "issued in the future": jwt.encode(_claims(iat=int(time.time()) + 3600, exp=int(time.time()) + 7200),
+        "issued in the future": jwt.encode(_for_user(iat=int(time.time()) + 3600, exp=int(time.time()) + 7200),
                                            secret, algorithm="HS256"),
     }
 
@@ -87,7 +92,7 @@ async def test_forged_tokens_get_401_from_each_service(
 ) -> None:
     # A real user's id in every forged token, so only the signature or claims can be what is wrong.
     user = await make_user("victim")
-    for name, token in forged_tokens(settings.jwt_secret, rsa_key).items():
+    for name, token in forged_tokens(settings.jwt_secret, rsa_key, sub=user.user_id).items():
         for client, method, path in ((offers_client, "GET", "/v1/offer"), (bids_client, "POST", "/v1/bid")):
             resp = await client.request(method, path, json={}, headers={"Authorization": f"Bearer {token}"})
             assert resp.status == 401, (name, path, await resp.text())

@@ -5,7 +5,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auction_shared.events import BidPlaced
 from bid_worker.rules import BidRejected, OfferState, apply_bids, judge
