@@ -27,52 +27,44 @@ async def database_backends(pool: asyncpg.Pool) -> list[int]:
     return [r["pid"] for r in rows]
 
 
-def _shared_servers() -> dict[str, float]:
-    totals: dict[str, float] = {}
+Snapshot = dict[tuple[str, int], float]
+
+
+def _add(totals: Snapshot, kind: str, pid: int) -> None:
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return
+    totals[(kind, pid)] = t.user + t.system
+
+
+def snapshot(procs: Iterable[ServiceProcess], backends: Iterable[int] = ()) -> Snapshot:
+    """CPU seconds so far of every process, by (kind, pid): services, load generator, shared servers."""
+    totals: Snapshot = {}
+    for proc in procs:
+        if proc.proc.poll() is None:
+            _add(totals, kind_of(proc.name), proc.pid)
+    for pid in backends:
+        _add(totals, OWN_DATABASE, pid)
     for proc in psutil.process_iter(["name"]):
         label = SHARED_SERVERS.get(proc.info["name"] or "")
-        if label is None:
-            continue
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        totals[label] = totals.get(label, 0.0) + t.user + t.system
-    return totals
-
-
-def snapshot(procs: Iterable[ServiceProcess], backends: Iterable[int] = ()) -> dict[str, float]:
-    """CPU seconds so far, summed per kind of process, plus the load generator and shared servers."""
-    totals: dict[str, float] = {}
-    for pid in backends:
-        try:
-            t = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        totals[OWN_DATABASE] = totals.get(OWN_DATABASE, 0.0) + t.user + t.system
-    for proc in procs:
-        if proc.proc.poll() is not None:
-            continue
-        try:
-            t = psutil.Process(proc.pid).cpu_times()
-        except psutil.Error:
-            continue
-        kind = kind_of(proc.name)
-        totals[kind] = totals.get(kind, 0.0) + t.user + t.system
+        if label is not None:
+            _add(totals, label, proc.pid)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     # Finished children of the harness: during a measurement that is the load generator alone.
-    totals["hey"] = children.ru_utime + children.ru_stime
-    totals.update(_shared_servers())
+    totals[("hey", 0)] = children.ru_utime + children.ru_stime
     return totals
 
 
-def per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    """Microseconds of CPU per request, per kind, for kinds that did measurable work."""
+def per_request(before: Snapshot, after: Snapshot, requests: int) -> dict[str, float]:
+    """Microseconds of CPU per request, per kind, for kinds that did measurable work.
+
+    A process that started meanwhile counts from zero; one that exited meanwhile is left out (its
+    last seconds are unknown), so a figure is a lower bound, never made negative by it.
+    """
     if requests <= 0:
         return {}
-    out = {}
-    for kind, end in after.items():
-        micros = (end - before.get(kind, 0.0)) / requests * 1e6
-        if micros >= 1:
-            out[kind] = micros
-    return out
+    spent: dict[str, float] = {}
+    for (kind, pid), end in after.items():
+        spent[kind] = spent.get(kind, 0.0) + end - before.get((kind, pid), 0.0)
+    return {kind: s / requests * 1e6 for kind, s in spent.items() if s / requests * 1e6 >= 1}
