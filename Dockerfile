@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image recipe for every process of the auction; pick one with a target:
 #   docker build --target gateway -t auction-gateway .
 # Targets: auth, offers, bids, gateway, bid-worker, migrate (docker compose builds each).
@@ -20,7 +19,6 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PYTHONPATH=/app/shared:/app/services/auth:/app/services/offers:/app/services/bids:/app/services/gateway:/app/services/bid-worker \
     HOST=0.0.0.0
 # A fixed numeric id, so Kubernetes' runAsNonRoot can check it without a name lookup.
 RUN groupadd --system --gid 10001 auction \
@@ -32,6 +30,11 @@ COPY shared/ shared/
 COPY services/ services/
 # migrate.py finds its SQL at <repo>/deploy/migrations, two levels above shared/auction_shared.
 COPY deploy/migrations/ deploy/migrations/
+# The project's own packages, installed editable as `make` does (no dependency is fetched here: the
+# builder's venv has every pin), so the code stays at /app beside deploy/migrations.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation --no-cache-dir \
+    -e /app/shared -e /app/services/auth -e /app/services/offers -e /app/services/bids \
+    -e /app/services/gateway -e /app/services/bid-worker
 # Compiled now, as root: the code is read-only for the service user at run time.
 RUN python -m compileall -q /app/shared /app/services
 USER 10001:10001

@@ -1,19 +1,23 @@
-# The front door: `make run` starts the stack, `make test` runs every test.
+# The front door: `make run` starts the stack, `make test` runs every test, `make check` is the gate.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-export PYTHONPATH := shared:services/auth:services/offers:services/bids:services/gateway:services/bid-worker
+# The project's own packages: shared first (every service depends on it), installed editable.
+PACKAGES := shared services/auth services/offers services/bids services/gateway services/bid-worker
 IMAGE_TARGETS := migrate auth offers bids gateway bid-worker
 IMAGE_TAG ?= 0.1.0
 REGISTRY ?=
 
-.PHONY: run test bench bench-quick migrate lint venv clean images deploy-check
+.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check
+
+all: check test
 
 # Two stamps: `make run` needs only the services' packages, the tests and benchmarks need more.
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-build-isolation --no-deps --config-settings editable_mode=compat $(addprefix -e ,$(PACKAGES))
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
@@ -29,6 +33,22 @@ run: $(VENV)/.runtime ## start every service against local PostgreSQL and Rabbit
 migrate: $(VENV)/.runtime ## create the database if missing and apply migrations
 	$(PY) -m auction_shared.migrate
 
+check: lint typecheck unit ## the gate: lint, format, strict types, and the tests that need no server
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+typecheck: venv
+	$(PY) -m mypy
+
+unit: venv ## the tests that need no PostgreSQL, RabbitMQ or running stack
+	$(PY) -m pytest -q -m unit
+
 test: venv ## the whole suite against this machine's real PostgreSQL and RabbitMQ
 	$(PY) -m pytest
 
@@ -43,9 +63,6 @@ images: ## one image per Dockerfile target, auction-<target>:$(IMAGE_TAG) (needs
 
 deploy-check: venv ## compose, Dockerfile and k8s manifests against their schemas and the code (no Docker)
 	$(PY) -m pytest tests/deploy -q
-
-lint: venv
-	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

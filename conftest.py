@@ -77,3 +77,14 @@ def stack(settings: Settings, log_dir: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make check` runs the tests marked `unit`: those that need no PostgreSQL, RabbitMQ or stack.
+
+    A test needs the servers exactly when it uses the run's `settings` (every database, broker and
+    process fixture builds on it) or is marked `servers` (it starts them another way)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "settings" not in fixtures and item.get_closest_marker("servers") is None:
+            item.add_marker(pytest.mark.unit)

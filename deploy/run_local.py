@@ -19,11 +19,6 @@ from auction_shared.db import describe
 from auction_shared.migrate import main as migrate_main
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHONPATH = os.pathsep.join(
-    str(ROOT / p)
-    for p in ("shared", "services/auth", "services/offers", "services/bids", "services/gateway",
-              "services/bid-worker")
-)
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92"]
 
 
@@ -71,7 +66,7 @@ async def pump(name: str, color: str, stream: asyncio.StreamReader) -> None:
 
 
 async def supervise(settings: Settings) -> int:
-    env = dict(os.environ, PYTHONPATH=PYTHONPATH, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     pumps = []
     for i, (name, module, extra) in enumerate(plan(settings)):

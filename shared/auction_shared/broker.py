@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -16,6 +16,7 @@ from aio_pika.abc import (
     ExchangeType,
 )
 from aiohttp import web
+from pamqp.common import FieldValue
 
 from .config import Settings
 from .problems import DependencyDown
@@ -195,7 +196,7 @@ class Publisher:
         body: bytes,
         *,
         message_id: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, FieldValue] | None = None,
         mandatory: bool = True,
     ) -> None:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
@@ -238,7 +239,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 
 
 def broker(
-    settings: Settings, *, declare: Callable[[AbstractChannel, Topology], object] | None = None
+    settings: Settings, *, declare: Callable[[AbstractChannel, Topology], Awaitable[object]] | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Cleanup context: the robust connection, a publisher, and any topology this service needs."""
 
@@ -247,7 +248,7 @@ def broker(
         connection = await connect(settings)
         if declare is not None:
             channel = await connection.channel()
-            await declare(channel, topology)  # type: ignore[misc]
+            await declare(channel, topology)
             await channel.close()
         publisher = Publisher(connection, topology, settings.dependency_timeout)
         await publisher.open()

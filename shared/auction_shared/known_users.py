@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .db import DB_POOL
 from .problems import Problem, unauthorized
@@ -48,7 +49,8 @@ class KnownUsers:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def known_user_middleware(secret: str, users: KnownUsers | None = None):  # type: ignore[no-untyped-def]
+
+def known_user_middleware(secret: str, users: KnownUsers | None = None) -> Middleware:
     """Refuse (401) a validly signed token whose user does not exist, before the handler runs.
 
     Requests without a token, or with a bad one, go on to the handler, which answers them as

@@ -85,7 +85,8 @@ _BROKER_DOWN = (aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.Channel
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except Problem as exc:
         return problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
     except web.HTTPException as exc:

@@ -34,7 +34,7 @@ def _money(value: Any) -> Decimal:
         raise ValueError("must be greater than 0")
     if amount >= MONEY_LIMIT:
         raise ValueError("must be less than 1000000000000")
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+    if not isinstance(exponent := amount.as_tuple().exponent, int) or exponent < -2:
         raise ValueError("must have at most 2 decimal places")
     return amount.quantize(Decimal("0.01"))
 

@@ -119,7 +119,7 @@ def check_required(name: str, value: str) -> None:
 
 
 def module_exists(dotted: str) -> bool:
-    """`python -m dotted` resolves under the image's PYTHONPATH (shared and every service folder)."""
+    """`python -m dotted` resolves in one of the installed packages (shared and every service folder)."""
     roots = [SHARED, *(s.package.parent for s in services())]
     parts = dotted.split(".")
     for root in roots:

@@ -62,12 +62,18 @@ def test_the_builder_installs_only_the_pinned_runtime_requirements() -> None:
     assert any(c.split()[0] == "requirements.txt" for c in builder.all("COPY"))
 
 
-def test_pythonpath_matches_the_makefile() -> None:
+def test_the_image_installs_the_packages_the_makefile_installs() -> None:
     makefile = (codebase.ROOT / "Makefile").read_text()
-    local = re.search(r"^export PYTHONPATH\s*:=\s*(\S+)", makefile, re.M).group(1).split(":")
+    local = re.search(r"^PACKAGES\s*:=\s*(.+)$", makefile, re.M).group(1).split()
+    runtime = manifests.stage("runtime")
+    workdir = runtime.all("WORKDIR")[-1]
+    installs = [r for r in runtime.all("RUN") if "pip install" in r]
+    assert len(installs) == 1
+    words = shlex.split(installs[0])
+    assert [words[i + 1] for i, w in enumerate(words) if w == "-e"] == [f"{workdir}/{p}" for p in local]
+    assert "--no-deps" in words, "every dependency comes from the builder's pinned venv"
     env = manifests.stage_env("runtime")
-    workdir = manifests.stage("runtime").all("WORKDIR")[-1]
-    assert env["PYTHONPATH"].split(":") == [f"{workdir}/{p}" for p in local]
+    assert "PYTHONPATH" not in env, "imports resolve through the installed packages"
     assert env["HOST"] == "0.0.0.0", "inside a container a service must listen beyond loopback"
     assert env["PATH"].startswith("/opt/venv/bin:")
 
@@ -84,7 +90,7 @@ def test_the_image_holds_what_the_code_loads_at_run_time() -> None:
         assert (codebase.ROOT / source).exists(), f"COPY {source}: no such path"
         assert not manifests.dockerignored(source.rstrip("/")), f"COPY {source}: .dockerignore leaves it out"
     for local in ("shared", "services"):
-        assert copies[local] == local, f"{local} must land at {workdir}/{local} (PYTHONPATH)"
+        assert copies[local] == local, f"{local} must land at {workdir}/{local} (editable install)"
     # migrate.py finds its SQL relative to itself: <root>/deploy/migrations.
     migrations = migrate.MIGRATIONS_DIR.relative_to(codebase.ROOT).as_posix()
     assert copies[migrations] == migrations

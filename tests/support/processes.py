@@ -1,7 +1,6 @@
 """Real service processes for end-to-end tests: start on a free port, wait until ready, kill."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,11 +10,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHONPATH = os.pathsep.join(
-    str(ROOT / p)
-    for p in ("shared", "services/auth", "services/offers", "services/bids", "services/gateway",
-              "services/bid-worker")
-)
 
 
 def free_port() -> int:
@@ -32,7 +26,6 @@ class ServiceProcess:
         self.name = name or module
         self.log_path = log_dir / f"{self.name}.log"
         full_env = dict(env)
-        full_env["PYTHONPATH"] = PYTHONPATH
         full_env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 
 
 class LoginThrottle:
     """Allows `limit` failures per key within `window_seconds`; each replica counts its own."""
 
-    def __init__(self, limit: int, window_seconds: float, clock=time.monotonic) -> None:
+    def __init__(self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._limit = limit
         self._window = window_seconds
         self._clock = clock

@@ -10,13 +10,14 @@ async def insert_user(
     conn: asyncpg.pool.Pool | asyncpg.Connection, username: str, password_hash: str
 ) -> uuid.UUID | None:
     """Create the user; None if the username is taken."""
-    return await conn.fetchval(
+    user_id: uuid.UUID | None = await conn.fetchval(
         "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)"
         " ON CONFLICT (username) DO NOTHING RETURNING id",
         uuid.uuid4(),
         username,
         password_hash,
     )
+    return user_id
 
 
 async def find_user(

@@ -70,7 +70,7 @@ async def mark_outbid(conn: asyncpg.Connection, bid_ids: Sequence[uuid.UUID]) ->
 
 async def update_offers(conn: asyncpg.Connection, offers: Sequence[OfferState]) -> list[asyncpg.Record]:
     """Write the new highest bids and counts; return the offers as they now are."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE offers o SET bid_price = v.bid_price, highest_bid_id = v.highest_bid_id,"
         " highest_bidder = v.highest_bidder, bid_count = v.bid_count"
         " FROM unnest($1::uuid[], $2::numeric[], $3::uuid[], $4::text[], $5::int[])"
@@ -82,6 +82,7 @@ async def update_offers(conn: asyncpg.Connection, offers: Sequence[OfferState]) 
         [o.highest_bidder for o in offers],
         [o.bid_count for o in offers],
     )
+    return rows
 
 
 def unknown_offers(bids: Sequence[BidPlaced], offers: dict[uuid.UUID, OfferState]) -> list[BidPlaced]:

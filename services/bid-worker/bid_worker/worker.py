@@ -7,8 +7,11 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aio_pika import Message
@@ -234,7 +237,7 @@ class BidWorker:
             await shard.announcing
         shard.announcing = asyncio.ensure_future(self._announce(changed))
 
-    async def _settle(self, settle) -> None:  # type: ignore[no-untyped-def]
+    async def _settle(self, settle: Awaitable[object]) -> None:
         try:
             await settle
         except Exception as exc:
@@ -242,7 +245,7 @@ class BidWorker:
             # and the worker recognises the ones it already applied by their bid ids.
             log.warning("could not settle messages (%r); they will be redelivered", exc)
 
-    async def _apply_until_done(self, shard: Shard, bids: list[BidPlaced]) -> list[dict]:
+    async def _apply_until_done(self, shard: Shard, bids: list[BidPlaced]) -> list[dict[str, Any]]:
         """Retry the transaction until Postgres takes it: never requeue, never reorder."""
         delay = 0.1
         while True:
@@ -256,14 +259,14 @@ class BidWorker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 3.0)
 
-    async def _apply(self, bids: list[BidPlaced]) -> list[dict]:
+    async def _apply(self, bids: list[BidPlaced]) -> list[dict[str, Any]]:
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
             offers, now = await store.lock_offers(conn, sorted({b.offer_id for b in bids}))
             locked_at = time.time()
             # Checked under the offer locks: a bid applied by another worker is seen here.
             done = await store.already_applied(conn, [b.bid_id for b in bids])
-            by_offer: dict = defaultdict(list)
+            by_offer: dict[uuid.UUID, list[BidPlaced]] = defaultdict(list)
             seen = set(done)
             for bid in bids:
                 if bid.bid_id in seen:
@@ -300,10 +303,11 @@ class BidWorker:
             "committed_at": time.time(),
             "bids": [[str(d.bid.offer_id), str(d.bid.bid_id)] for d in decisions],
         }
-        with open(self.worker.audit_log, "a") as f:  # type: ignore[arg-type]
+        assert self.worker.audit_log is not None
+        with open(self.worker.audit_log, "a") as f:
             f.write(json.dumps(line) + "\n")
 
-    async def _announce(self, offers: list[dict]) -> None:
+    async def _announce(self, offers: list[dict[str, Any]]) -> None:
         """offer.updated for every offer whose highest bid moved; the database stays the truth."""
         if not offers or self._publisher is None:
             return

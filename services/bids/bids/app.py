@@ -1,6 +1,8 @@
 """Builds the bids service's aiohttp application."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from auction_shared.broker import broker, declare_bid_pipeline
@@ -13,7 +15,7 @@ from .offer_cache import OfferCache
 from .routes import setup_routes
 
 
-async def _offer_cache(app: web.Application):
+async def _offer_cache(app: web.Application) -> AsyncIterator[None]:
     app[OFFERS] = OfferCache(app[DB_POOL])
     yield
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,7 @@ class OfferFacts:
 
 
 class OfferCache:
-    def __init__(self, pool: asyncpg.Pool, clock=time.monotonic) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], float] = time.monotonic) -> None:
         self._pool = pool
         self._clock = clock
         self._entries: dict[uuid.UUID, tuple[float, OfferFacts | None]] = {}

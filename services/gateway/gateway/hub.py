@@ -74,7 +74,7 @@ class Watcher:
             # Nothing queued to overtake and the peer has read everything so far: write now. Waking
             # the writer task instead cost a third of the gateway's CPU in a 5,000-socket broadcast
             # (`make bench`), and the bare aiohttp broadcast it is measured against does not do it.
-            self._request.transport.write(text_frame_header(len(frame)) + frame)  # type: ignore[union-attr]
+            self._request.transport.write(text_frame_header(len(frame)) + frame)  # type: ignore[union-attr]  # _keeps_up() saw the transport open
             return True
         try:
             self._queue.put_nowait(frame)

@@ -6,6 +6,7 @@ runs schemathesis against a live gateway with it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -13,8 +14,9 @@ from aiohttp import web
 SPEC_PATH = Path(__file__).with_name("openapi.json")
 
 
-def load_spec() -> dict:
-    return orjson.loads(SPEC_PATH.read_bytes())
+def load_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = orjson.loads(SPEC_PATH.read_bytes())
+    return spec
 
 
 # Parsed once at import, so a broken file stops the gateway at start-up, not at the first request.
