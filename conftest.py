@@ -1,4 +1,5 @@
 """Fixtures every test shares: a throwaway database and broker namespace per run, real apps."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator

@@ -6,6 +6,7 @@ sections (intake, drain, fanout, memory); BENCH_OUT is the directory for the rep
 BENCH_PROFILE=DIR keeps py-spy profiles of the busy services there; BENCH_LOGS=DIR keeps the logs.
 Exit status 1 means a correctness check failed (a bug), never that a target was missed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,10 +41,16 @@ DEFAULT_SOAK_RPS = 100.0
 
 def _commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (sha or "unknown") + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -69,8 +76,11 @@ async def measure(plan: Plan, results: Results) -> None:
     memory = MemoryWatch(interval=1.0)
     failed = True
     try:
-        print(f"starting the stack (database {stack.settings.database_url.rsplit('/', 1)[1]}, "
-              f"broker prefix {stack.settings.amqp_prefix}, logs in {stack.log_dir})", flush=True)
+        print(
+            f"starting the stack (database {stack.settings.database_url.rsplit('/', 1)[1]}, "
+            f"broker prefix {stack.settings.amqp_prefix}, logs in {stack.log_dir})",
+            flush=True,
+        )
         await stack.start(workers=2)
         memory.watch(stack.processes)
         memory.start()
@@ -93,19 +103,32 @@ async def measure(plan: Plan, results: Results) -> None:
 
 
 async def run_sections(
-    plan: Plan, results: Results, stack: BenchStack, memory: MemoryWatch, api: PublicApi,
-    seller: Account, bidder: Account,
+    plan: Plan,
+    results: Results,
+    stack: BenchStack,
+    memory: MemoryWatch,
+    api: PublicApi,
+    seller: Account,
+    bidder: Account,
 ) -> None:
     work_dir = stack.log_dir
     profiler = Profiler.from_env()
     if "intake" in plan.sections:
         print("1. bid intake (hey)", flush=True)
         _, app_port = stack.start_bare("bare-intake", "bench.baselines.bare_intake")
-        proxy, proxy_port = stack.start_bare("bare-proxy", "bench.baselines.bare_proxy",
-                                             BARE_UPSTREAM=f"http://127.0.0.1:{app_port}")
+        proxy, proxy_port = stack.start_bare(
+            "bare-proxy", "bench.baselines.bare_proxy", BARE_UPSTREAM=f"http://127.0.0.1:{app_port}"
+        )
         results.intake = await intake.measure(
-            stack, api, seller, bidder, plan.intake_requests, plan.intake_concurrency,
-            f"http://127.0.0.1:{proxy_port}/v1/bid", work_dir, profiler,
+            stack,
+            api,
+            seller,
+            bidder,
+            plan.intake_requests,
+            plan.intake_concurrency,
+            f"http://127.0.0.1:{proxy_port}/v1/bid",
+            work_dir,
+            profiler,
         )
     if "drain" in plan.sections:
         print("2. worker drain", flush=True)
@@ -115,14 +138,27 @@ async def run_sections(
         consumers = [
             ("1 bid-worker", lambda: stack.start_workers(1, "drain-one-")),
             ("2 bid-workers", lambda: stack.start_workers(2, "drain-two-")),
-            ("bare consumer", lambda: [stack.start_consumer("bare-consumer", "bench.baselines.bare_consumer")]),
+            (
+                "bare consumer",
+                lambda: [stack.start_consumer("bare-consumer", "bench.baselines.bare_consumer")],
+            ),
         ]
         try:
             for seed, (label, start) in enumerate(consumers):
-                results.drain.append(await drain.measure_one(
-                    label, stack.settings, stack.pool, plan.drain_bids, plan.drain_offers, seed, start, memory, profiler,
-                    lambda: stack.processes,
-                ))
+                results.drain.append(
+                    await drain.measure_one(
+                        label,
+                        stack.settings,
+                        stack.pool,
+                        plan.drain_bids,
+                        plan.drain_offers,
+                        seed,
+                        start,
+                        memory,
+                        profiler,
+                        lambda: stack.processes,
+                    )
+                )
         finally:
             stack.stop_workers()
             memory.watch(stack.start_workers(2, "bid-worker"))
@@ -147,30 +183,61 @@ async def run_sections(
         gateway = next(p for p in stack.processes if p.name == "gateway")
         for clients in plan.fanout_clients:
             profiler.start(f"fanout-x{clients}-gateway", gateway.pid)
-            hub = await fanout.measure_one("gateway hub", ws_url, clients, tokens, post_to_gateway,
-                                           plan.fanout_paced_offers, plan.fanout_burst_offers)
+            hub = await fanout.measure_one(
+                "gateway hub",
+                ws_url,
+                clients,
+                tokens,
+                post_to_gateway,
+                plan.fanout_paced_offers,
+                plan.fanout_burst_offers,
+            )
             profiler.stop()
-            bare = await fanout.measure_one("bare broadcast", f"ws://127.0.0.1:{bare_port}/v1/stream", clients,
-                                            tokens, post_to_bare, plan.fanout_paced_offers,
-                                            plan.fanout_burst_offers)
+            bare = await fanout.measure_one(
+                "bare broadcast",
+                f"ws://127.0.0.1:{bare_port}/v1/stream",
+                clients,
+                tokens,
+                post_to_bare,
+                plan.fanout_paced_offers,
+                plan.fanout_burst_offers,
+            )
             results.fanout.append(fanout.FanoutPair(clients, hub, bare))
     if "memory" in plan.sections:
         print("4. memory under steady load", flush=True)
         best = max((r.stack.rps for r in results.intake), default=2 * DEFAULT_SOAK_RPS)
-        results.soak = await soak.measure(stack, api, seller, bidder, best / 2, plan.soak_seconds,
-                                          plan.soak_sample_seconds, memory, work_dir)
+        results.soak = await soak.measure(
+            stack,
+            api,
+            seller,
+            bidder,
+            best / 2,
+            plan.soak_seconds,
+            plan.soak_sample_seconds,
+            memory,
+            work_dir,
+        )
 
 
 def main() -> int:
     plan = Plan.from_env()
     if {"intake", "memory"} & set(plan.sections) and shutil.which("hey") is None:
-        print("make bench needs hey (the original project's load tool): apt-get install -y hey", file=sys.stderr)
+        print(
+            "make bench needs hey (the original project's load tool): apt-get install -y hey", file=sys.stderr
+        )
         return 2
     report_path, chart_path = _paths(plan)
-    machine = f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, " \
-              f"{platform.python_implementation()} {platform.python_version()}"
-    results = Results(plan, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), _commit(), machine,
-                      load_before=_load())
+    machine = (
+        f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+    results = Results(
+        plan,
+        datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        _commit(),
+        machine,
+        load_before=_load(),
+    )
     print(f"make bench: {plan.mode} run of {', '.join(plan.sections)} -> {report_path}", flush=True)
     started = time.monotonic()
     asyncio.run(measure(plan, results))
@@ -186,7 +253,9 @@ def main() -> int:
         if not check.ok:
             print(f"CORRECTNESS CHECK FAILED: {check.what}: {check.detail}", file=sys.stderr, flush=True)
     for target in results.targets():
-        print(f"  {'met   ' if target.met else 'MISSED'} {target.what}: {target.figure} (wanted {target.wanted})")
+        print(
+            f"  {'met   ' if target.met else 'MISSED'} {target.what}: {target.figure} (wanted {target.wanted})"
+        )
     return 0 if results.correct else 1
 
 

@@ -1,4 +1,5 @@
 """The few public API calls the benchmark needs: accounts, offers. Failures raise with the answer."""
+
 from __future__ import annotations
 
 import uuid

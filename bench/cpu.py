@@ -5,6 +5,7 @@ so it explains a ratio even when the machine is shared. RabbitMQ and PostgreSQL 
 the machine, so their figures include other people's load; the PostgreSQL backends connected to the
 run's own database are also counted apart.
 """
+
 from __future__ import annotations
 
 import resource

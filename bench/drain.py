@@ -4,6 +4,7 @@ The same 100,000 bids (over 1,000 offers) are queued three times, on fresh offer
 drained by one bid-worker, by two, and by the bare consumer (prefetch 1000, ack multiple, one
 set-based statement per batch).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,9 @@ async def insert_offers(pool: asyncpg.Pool, count: int) -> list[uuid.UUID]:
     await pool.execute(
         "INSERT INTO offers (id, title, start_price, bid_price, go_live, created_by_id, created_by)"
         " SELECT id, 'drain lot', 1.00, 1.00, $2, $3, 'bench-seller' FROM unnest($1::uuid[]) AS t(id)",
-        ids, go_live, seller,
+        ids,
+        go_live,
+        seller,
     )
     return ids
 
@@ -102,17 +105,22 @@ async def publish(settings: Settings, bids: list[BidPlaced]) -> float:
         exchange = await channel.get_exchange(topology.events_exchange, ensure=False)
         started = time.monotonic()
         for first in range(0, len(bids), CONFIRM_WINDOW):
-            await asyncio.gather(*(
-                exchange.publish(
-                    aio_pika.Message(
-                        bid.to_event().encode(), content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=str(bid.bid_id),
-                        headers={"offer_id": str(bid.offer_id)},
-                    ),
-                    routing_key="bid.placed", mandatory=True,
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            bid.to_event().encode(),
+                            content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            message_id=str(bid.bid_id),
+                            headers={"offer_id": str(bid.offer_id)},
+                        ),
+                        routing_key="bid.placed",
+                        mandatory=True,
+                    )
+                    for bid in bids[first : first + CONFIRM_WINDOW]
                 )
-                for bid in bids[first:first + CONFIRM_WINDOW]
-            ))
+            )
         return time.monotonic() - started
     finally:
         await connection.close()
@@ -148,12 +156,16 @@ async def check(pool: asyncpg.Pool, expected: Expected) -> list[str]:
     wrong_price = [r for r in rows if r["bid_price"] != expected.top[r["id"]]]
     if wrong_count:
         r = wrong_count[0]
-        problems.append(f"{len(wrong_count)} offers with a wrong bid_count (e.g. {r['id']}: "
-                        f"{r['bid_count']} != {expected.counts[r['id']]})")
+        problems.append(
+            f"{len(wrong_count)} offers with a wrong bid_count (e.g. {r['id']}: "
+            f"{r['bid_count']} != {expected.counts[r['id']]})"
+        )
     if wrong_price:
         r = wrong_price[0]
-        problems.append(f"{len(wrong_price)} offers whose price is not the max sent (e.g. {r['id']}: "
-                        f"{r['bid_price']} != {expected.top[r['id']]})")
+        problems.append(
+            f"{len(wrong_price)} offers whose price is not the max sent (e.g. {r['id']}: "
+            f"{r['bid_price']} != {expected.top[r['id']]})"
+        )
     rows_count = await pool.fetchval(
         "SELECT count(*) FROM bids WHERE offer_id = ANY($1::uuid[])", expected.offer_ids
     )
@@ -163,8 +175,15 @@ async def check(pool: asyncpg.Pool, expected: Expected) -> list[str]:
 
 
 async def measure_one(
-    label: str, settings: Settings, pool: asyncpg.Pool, bids_total: int, offers_total: int, seed: int,
-    start: Callable[[], list[ServiceProcess]], memory: MemoryWatch, profiler: Profiler,
+    label: str,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    bids_total: int,
+    offers_total: int,
+    seed: int,
+    start: Callable[[], list[ServiceProcess]],
+    memory: MemoryWatch,
+    profiler: Profiler,
     processes: Callable[[], list[ServiceProcess]],
 ) -> DrainRun:
     offer_ids = await insert_offers(pool, offers_total)
@@ -206,12 +225,16 @@ async def measure_one(
         memory.watch(procs)
         memory.read()
         profiler.stop()
-    run.cpu = cpu.per_request(before, cpu.snapshot(processes(), await cpu.database_backends(pool)), bids_total)
+    run.cpu = cpu.per_request(
+        before, cpu.snapshot(processes(), await cpu.database_backends(pool)), bids_total
+    )
     await asyncio.sleep(0.5)  # a bid applied twice would push a count past the expected one
     run.problems.extend(await check(pool, expected))
     for proc in procs:
         proc.terminate()
-    print(f"  drain {label}: {run.bids_per_s:.0f} bids/s ({run.active_seconds:.1f}s active, "
-          f"{run.wall_seconds:.1f}s from start; filled in {fill_seconds:.1f}s) ok={run.ok} {run.problems}",
-          flush=True)
+    print(
+        f"  drain {label}: {run.bids_per_s:.0f} bids/s ({run.active_seconds:.1f}s active, "
+        f"{run.wall_seconds:.1f}s from start; filled in {fill_seconds:.1f}s) ok={run.ok} {run.problems}",
+        flush=True,
+    )
     return run

@@ -4,6 +4,7 @@ Each measurement runs against the gateway's hub and against the bare broadcast, 
 client processes, client count and payload. Paced: one offer at a time, the next once every client
 got the last (latency). Burst: a batch of offers posted at once (deliveries per second).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,11 @@ class FanoutPair:
 
     @property
     def deliveries_ratio(self) -> float:
-        return (self.hub.burst_deliveries_per_s / self.bare.burst_deliveries_per_s
-                if self.bare.burst_deliveries_per_s else float("nan"))
+        return (
+            self.hub.burst_deliveries_per_s / self.bare.burst_deliveries_per_s
+            if self.bare.burst_deliveries_per_s
+            else float("nan")
+        )
 
 
 class ClientProcess:
@@ -87,8 +91,16 @@ class ClientProcess:
     async def start(cls, url: str, count: int, tokens: list[str]) -> ClientProcess:
         env = dict(os.environ, BENCH_TOKENS=",".join(tokens), PYTHONUNBUFFERED="1")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.listeners", url, str(count), cwd=ROOT, env=env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**30,
+            sys.executable,
+            "-m",
+            "bench.listeners",
+            url,
+            str(count),
+            cwd=ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**30,
         )
         return cls(proc)
 
@@ -125,8 +137,13 @@ class ClientProcess:
 
 
 async def measure_one(
-    target: str, url: str, clients: int, tokens: list[str], post_offer: PostOffer,
-    paced: int, burst: int,
+    target: str,
+    url: str,
+    clients: int,
+    tokens: list[str],
+    post_offer: PostOffer,
+    paced: int,
+    burst: int,
 ) -> FanoutRun:
     run = FanoutRun(target, clients)
     shares = [CLIENTS_PER_PROCESS] * (clients // CLIENTS_PER_PROCESS)
@@ -144,8 +161,9 @@ async def measure_one(
 
         async def delivered(offer_id: str) -> None:
             try:
-                await asyncio.wait_for(asyncio.gather(*(p.event(offer_id).wait() for p in procs)),
-                                       EVENT_TIMEOUT)
+                await asyncio.wait_for(
+                    asyncio.gather(*(p.event(offer_id).wait() for p in procs)), EVENT_TIMEOUT
+                )
             except asyncio.TimeoutError:
                 run.problems.append(f"offer {offer_id} not delivered to every client in {EVENT_TIMEOUT:.0f}s")
 
@@ -191,6 +209,9 @@ async def measure_one(
     burst_times = [t for i in burst_ids for t in received.get(i, ())]
     if burst_times:
         run.burst_deliveries_per_s = len(burst_times) / max(max(burst_times) - burst_started, 1e-6)
-    print(f"  fan-out {target} x{clients}: p50 {run.p50 * 1000:.0f} ms p99 {run.p99 * 1000:.0f} ms, "
-          f"burst {run.burst_deliveries_per_s:.0f} deliveries/s, ok={run.ok} {run.problems}", flush=True)
+    print(
+        f"  fan-out {target} x{clients}: p50 {run.p50 * 1000:.0f} ms p99 {run.p99 * 1000:.0f} ms, "
+        f"burst {run.burst_deliveries_per_s:.0f} deliveries/s, ok={run.ok} {run.problems}",
+        flush=True,
+    )
     return run

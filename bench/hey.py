@@ -1,4 +1,5 @@
 """Runs `hey` (the original project's load tool) and reads its summary into numbers."""
+
 from __future__ import annotations
 
 import re
@@ -55,10 +56,7 @@ def parse(command: str, output: str) -> HeyResult:
         m = re.search(rf"^\s*{label}:\s+([0-9.]+)", output, re.MULTILINE)
         return float(m.group(1)) if m else float("nan")
 
-    latency = {
-        int(p): float(s)
-        for p, s in re.findall(r"^\s*(\d+)% in ([0-9.]+) secs", output, re.MULTILINE)
-    }
+    latency = {int(p): float(s) for p, s in re.findall(r"^\s*(\d+)% in ([0-9.]+) secs", output, re.MULTILINE)}
     statuses: dict[int, int] = {}
     errors: dict[str, int] = {}
     section = None

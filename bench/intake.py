@@ -1,4 +1,5 @@
 """1. Bid intake (the original's `hey` run) and 2a. how long until every accepted bid is applied."""
+
 from __future__ import annotations
 
 import asyncio
@@ -106,8 +107,15 @@ async def wait_applied(
 
 
 async def measure(
-    stack: BenchStack, api: PublicApi, seller: Account, bidder: Account, requests: int,
-    concurrency: tuple[int, ...], baseline_url: str, work_dir: Path, profiler: Profiler,
+    stack: BenchStack,
+    api: PublicApi,
+    seller: Account,
+    bidder: Account,
+    requests: int,
+    concurrency: tuple[int, ...],
+    baseline_url: str,
+    work_dir: Path,
+    profiler: Profiler,
 ) -> list[IntakeRun]:
     assert stack.pool is not None
     runs = []
@@ -117,13 +125,19 @@ async def measure(
         body = work_dir / f"bid-c{c}.json"
         body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
         # Baseline first, then the stack, back to back, so both see the same machine.
-        base_args = hey.command_line(baseline_url, requests=requests, concurrency=c, body_file=body,
-                                     token=bidder.token)
+        base_args = hey.command_line(
+            baseline_url, requests=requests, concurrency=c, body_file=body, token=bidder.token
+        )
         before = cpu.snapshot(stack.processes)
         baseline = await asyncio.to_thread(hey.run, base_args, token=bidder.token, timeout=timeout)
         baseline_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), baseline.responses)
-        args = hey.command_line(stack.gateway_url + "/v1/bid", requests=requests, concurrency=c,
-                                body_file=body, token=bidder.token)
+        args = hey.command_line(
+            stack.gateway_url + "/v1/bid",
+            requests=requests,
+            concurrency=c,
+            body_file=body,
+            token=bidder.token,
+        )
         for proc in stack.processes:
             if kind_of(proc.name) in ("gateway", "bids", "bid-worker") and proc.proc.poll() is None:
                 profiler.start(f"intake-c{c}-{proc.name}", proc.pid)
@@ -136,8 +150,11 @@ async def measure(
         stack_cpu = cpu.per_request(before, after, result.responses)
         profiler.stop()
         runs.append(IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu))
-        print(f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "
-              f"p99 {result.p99 * 1000:.0f} ms (baseline {baseline.p99 * 1000:.0f}), "
-              f"statuses {result.statuses} errors {result.errors}; applied in "
-              f"{settle.seconds_after_hey:.1f}s after hey, ok={settle.ok} {settle.problems}", flush=True)
+        print(
+            f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "
+            f"p99 {result.p99 * 1000:.0f} ms (baseline {baseline.p99 * 1000:.0f}), "
+            f"statuses {result.statuses} errors {result.errors}; applied in "
+            f"{settle.seconds_after_hey:.1f}s after hey, ok={settle.ok} {settle.problems}",
+            flush=True,
+        )
     return runs

@@ -5,6 +5,7 @@
 received that offer, and on the line `report` from stdin, one JSON line with every receive time
 (time.monotonic(), which is one clock for every process of the machine), then exits.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,15 +30,26 @@ class Listeners:
         self.closed = 0
         self.errors: list[str] = []
 
-    async def listen(self, session: aiohttp.ClientSession, index: int, ready: asyncio.Semaphore,
-                     authenticated: asyncio.Queue[bool]) -> None:
+    async def listen(
+        self,
+        session: aiohttp.ClientSession,
+        index: int,
+        ready: asyncio.Semaphore,
+        authenticated: asyncio.Queue[bool],
+    ) -> None:
         async with ready:
             try:
                 ws = await session.ws_connect(self.url, autoping=True, max_msg_size=0)
-                await ws.send_str(orjson.dumps(
-                    {"event": "authenticate", "token": self.tokens[index % len(self.tokens)]}).decode())
+                await ws.send_str(
+                    orjson.dumps(
+                        {"event": "authenticate", "token": self.tokens[index % len(self.tokens)]}
+                    ).decode()
+                )
                 first = await ws.receive(timeout=60)
-                ok = first.type is aiohttp.WSMsgType.TEXT and orjson.loads(first.data).get("event") == "authenticated"
+                ok = (
+                    first.type is aiohttp.WSMsgType.TEXT
+                    and orjson.loads(first.data).get("event") == "authenticated"
+                )
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
                 self.errors.append(repr(exc)[:200])
                 authenticated.put_nowait(False)
@@ -69,13 +81,18 @@ class Listeners:
         async with aiohttp.ClientSession(connector=connector) as session:
             ready = asyncio.Semaphore(CONNECTING_AT_ONCE)
             authenticated: asyncio.Queue[bool] = asyncio.Queue()
-            tasks = [asyncio.create_task(self.listen(session, i, ready, authenticated))
-                     for i in range(self.count)]
+            tasks = [
+                asyncio.create_task(self.listen(session, i, ready, authenticated)) for i in range(self.count)
+            ]
             oks = [await authenticated.get() for _ in range(self.count)]
             print(f"ready {sum(oks)}", flush=True)
             await asyncio.to_thread(self.wait_for_report)
-            print(orjson.dumps({"received": self.received, "closed": self.closed,
-                                "errors": self.errors[:20]}).decode(), flush=True)
+            print(
+                orjson.dumps(
+                    {"received": self.received, "closed": self.closed, "errors": self.errors[:20]}
+                ).decode(),
+                flush=True,
+            )
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

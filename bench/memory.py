@@ -1,4 +1,5 @@
 """Resident memory of every service process: peaks over the whole run, and growth under steady load."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """How big each measurement is: the full run (minutes) or the quick one CI runs (seconds)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Each profile is a folded-stack text file (`py-spy record -f raw`) plus a short summary of where the
 time went, by function, in DIR. py-spy is in requirements-dev.txt; it needs ptrace (root here).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,8 @@ class Profiler:
         out = self.directory / f"{label}.txt"
         proc = subprocess.Popen(
             [spy, "record", "-p", str(pid), "-r", str(RATE), "-f", "raw", "-o", str(out), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._running.append((label, proc, out))
 

@@ -1,4 +1,5 @@
 """BENCHMARKS.md and the latency-percentile chart, written from one run's results."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,17 @@ from .hey import PERCENTILES
 from .results import MB, Results, ms
 
 FINDINGS = Path(__file__).with_name("findings.md")
-CPU_ORDER = ("gateway", "bids", "bid-worker", "bare-proxy", "bare-intake", "hey", "rabbitmq*", "postgres*",
-             "postgres (own db)")
+CPU_ORDER = (
+    "gateway",
+    "bids",
+    "bid-worker",
+    "bare-proxy",
+    "bare-intake",
+    "hey",
+    "rabbitmq*",
+    "postgres*",
+    "postgres (own db)",
+)
 
 
 def _yes(met: bool | None) -> str:
@@ -19,7 +29,9 @@ def _yes(met: bool | None) -> str:
 
 
 def _num(value: float, digits: int = 0) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+    return (
+        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+    )
 
 
 def _statuses(statuses: dict[int, int], errors: dict[str, int]) -> str:
@@ -38,18 +50,24 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     out: list[str] = []
     add = out.append
     add("# Benchmarks\n")
-    add(f"Written by `{'BENCH_QUICK=1 ' if p.quick else ''}make bench` ({p.mode} run"
+    add(
+        f"Written by `{'BENCH_QUICK=1 ' if p.quick else ''}make bench` ({p.mode} run"
         f"{'' if set(p.sections) == {'intake', 'drain', 'fanout', 'memory'} else ', sections: ' + ', '.join(p.sections)})"
         f" on {results.started_at}, commit `{results.commit}`, in {results.seconds / 60:.1f} min. "
-        f"{results.machine}. Load average before: {results.load_before}; after: {results.load_after}.\n")
-    add("Every figure is compared with a baseline measured in the same run on the same machine, "
+        f"{results.machine}. Load average before: {results.load_before}; after: {results.load_after}.\n"
+    )
+    add(
+        "Every figure is compared with a baseline measured in the same run on the same machine, "
         "because the two cores are shared with the load generator, RabbitMQ, PostgreSQL and "
         "whatever else runs: absolute numbers move 20–30 % between runs, ratios much less. "
         "The stack runs on its own database and broker prefix, started and removed by the harness; "
-        "all traffic is on 127.0.0.1.\n")
+        "all traffic is on 127.0.0.1.\n"
+    )
     if p.quick:
-        add("> **Quick mode**: tiny sizes that prove the harness works; these figures say nothing "
-            "about speed. `make bench` gives the real ones.\n")
+        add(
+            "> **Quick mode**: tiny sizes that prove the harness works; these figures say nothing "
+            "about speed. `make bench` gives the real ones.\n"
+        )
 
     checks = results.checks()
     add("## Correctness\n")
@@ -70,34 +88,46 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     add("")
 
     add("## 1. Bid intake: the original's `hey` run\n")
-    add("`hey -m POST` with a real token and a bid body against `POST /v1/bid` through the gateway "
+    add(
+        "`hey -m POST` with a real token and a bid body against `POST /v1/bid` through the gateway "
         "(gateway → bids service → RabbitMQ with a publisher confirm, before the 202). Baseline: the "
         "same command against a bare aiohttp app answering 202 behind a bare one-hop aiohttp proxy "
-        "(`bench/baselines/bare_intake.py`, `bare_proxy.py`).\n")
+        "(`bench/baselines/bare_intake.py`, `bare_proxy.py`).\n"
+    )
     if results.intake:
         add("| -c | path | requests | rps | p50 | p99 | answers | rps ratio | p99 ratio |")
         add("|---|---|---|---|---|---|---|---|---|")
         for r in results.intake:
-            add(f"| {r.concurrency} | gateway → bids | {r.requests:,} | {_num(r.stack.rps)} | {ms(r.stack.p50)} | "
+            add(
+                f"| {r.concurrency} | gateway → bids | {r.requests:,} | {_num(r.stack.rps)} | {ms(r.stack.p50)} | "
                 f"{ms(r.stack.p99)} | {_statuses(r.stack.statuses, r.stack.errors)} | {r.rps_ratio:.2f}× | "
-                f"{r.p99_ratio:.2f}× |")
-            add(f"| {r.concurrency} | bare proxy → bare app | {r.requests:,} | {_num(r.baseline.rps)} | "
+                f"{r.p99_ratio:.2f}× |"
+            )
+            add(
+                f"| {r.concurrency} | bare proxy → bare app | {r.requests:,} | {_num(r.baseline.rps)} | "
                 f"{ms(r.baseline.p50)} | {ms(r.baseline.p99)} | "
-                f"{_statuses(r.baseline.statuses, r.baseline.errors)} | 1 | 1 |")
+                f"{_statuses(r.baseline.statuses, r.baseline.errors)} | 1 | 1 |"
+            )
         add("")
-        add("CPU per request (µs, by process; the stack's includes the workers applying the bids; "
-            "`*` = machine-wide, other users' load included):\n")
+        add(
+            "CPU per request (µs, by process; the stack's includes the workers applying the bids; "
+            "`*` = machine-wide, other users' load included):\n"
+        )
         for r in results.intake:
             add(f"- `-c {r.concurrency}` stack: {_cpu(r.stack_cpu)}")
             add(f"- `-c {r.concurrency}` baseline: {_cpu(r.baseline_cpu)}")
         add("")
-        add("Reproduce (`make run` listens on :8000; `bid.json` is "
-            "`{\"bid_price\": 4321.5, \"offer_id\": \"<an offer of another user>\"}`):\n")
+        add(
+            "Reproduce (`make run` listens on :8000; `bid.json` is "
+            '`{"bid_price": 4321.5, "offer_id": "<an offer of another user>"}`):\n'
+        )
         add("```sh")
         for r in results.intake:
             add(_portable(r.stack.command))
         add("# baseline: BARE_PORT=9101 python -m bench.baselines.bare_intake &")
-        add("#           BARE_PORT=9102 BARE_UPSTREAM=http://127.0.0.1:9101 python -m bench.baselines.bare_proxy &")
+        add(
+            "#           BARE_PORT=9102 BARE_UPSTREAM=http://127.0.0.1:9101 python -m bench.baselines.bare_proxy &"
+        )
         for r in results.intake:
             add(_portable(r.baseline.command, baseline=True))
         add("BENCH_ONLY=intake make bench   # the whole section, with its baselines")
@@ -107,39 +137,53 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
 
     add("## 2. Bid processing\n")
     add("### After each hey run\n")
-    add("Time from hey's end until the offer's `bid_count` equals the number of 202s, then a check that "
+    add(
+        "Time from hey's end until the offer's `bid_count` equals the number of 202s, then a check that "
         "each bid is a row once, exactly one leads and the price is the one sent (every hey request "
-        "carries the same price, so the first bid processed leads and the rest are too low).\n")
+        "carries the same price, so the first bid processed leads and the rest are too low).\n"
+    )
     if results.intake:
-        add("| -c | 202s | applied (bid_count) | bid rows | leading | final price | max sent | "
-            "applied after hey | end to end | check |")
+        add(
+            "| -c | 202s | applied (bid_count) | bid rows | leading | final price | max sent | "
+            "applied after hey | end to end | check |"
+        )
         add("|---|---|---|---|---|---|---|---|---|---|")
         for r in results.intake:
             s = r.settle
-            add(f"| {r.concurrency} | {s.accepted:,} | {s.applied:,} | {s.rows:,} | {s.leading} | {s.final_price} | "
+            add(
+                f"| {r.concurrency} | {s.accepted:,} | {s.applied:,} | {s.rows:,} | {s.leading} | {s.final_price} | "
                 f"{s.max_sent} | {_num(s.seconds_after_hey, 1)} s | {_num(s.end_to_end_bids_per_s)} bids/s | "
-                f"{'ok' if s.ok else '**FAILED**: ' + '; '.join(s.problems)} |")
+                f"{'ok' if s.ok else '**FAILED**: ' + '; '.join(s.problems)} |"
+            )
         add("")
     add("### The worker alone: draining full shards\n")
-    add(f"With the workers stopped, {p.drain_bids:,} `bid.placed` events over {p.drain_offers:,} offers "
+    add(
+        f"With the workers stopped, {p.drain_bids:,} `bid.placed` events over {p.drain_offers:,} offers "
         "(inserted with SQL) are published as the bids service does (persistent, mandatory, confirmed, "
         "header `offer_id`, body `BidPlaced.to_event().encode()`); then one consumer is started and the "
         "offers' `bid_count` polled until all are applied. The same is done, on fresh offers, with two "
         "workers and with the bare consumer (`bench/baselines/bare_consumer.py`: aio-pika, prefetch "
         "1000, ack multiple, one set-based statement per batch, none of the worker's rules or events). "
-        "Rate = bids / time from the last poll that saw nothing applied to the poll that saw all.\n")
+        "Rate = bids / time from the last poll that saw nothing applied to the poll that saw all.\n"
+    )
     if results.drain:
         bare = results.drain_run("bare consumer")
-        add("| consumer | bids | offers | fill (publish) | drain time | bids/s | vs bare | from process start | check |")
+        add(
+            "| consumer | bids | offers | fill (publish) | drain time | bids/s | vs bare | from process start | check |"
+        )
         add("|---|---|---|---|---|---|---|---|---|")
         for r in results.drain:
             ratio = r.bids_per_s / bare.bids_per_s if bare and bare.bids_per_s else float("nan")
-            add(f"| {r.label} | {r.bids:,} | {r.offers:,} | {r.fill_seconds:.1f} s | {_num(r.active_seconds, 1)} s | "
+            add(
+                f"| {r.label} | {r.bids:,} | {r.offers:,} | {r.fill_seconds:.1f} s | {_num(r.active_seconds, 1)} s | "
                 f"{_num(r.bids_per_s)} | {_num(ratio, 2)}× | {_num(r.wall_seconds, 1)} s | "
-                f"{'ok' if r.ok else '**FAILED**: ' + '; '.join(r.problems)} |")
+                f"{'ok' if r.ok else '**FAILED**: ' + '; '.join(r.problems)} |"
+            )
         add("")
-        add("CPU per bid (µs, by process, from starting the consumer (its start-up included) until all were applied; `*` = "
-            "machine-wide):\n")
+        add(
+            "CPU per bid (µs, by process, from starting the consumer (its start-up included) until all were applied; `*` = "
+            "machine-wide):\n"
+        )
         for r in results.drain:
             add(f"- {r.label}: {_cpu(r.cpu)}")
         add("")
@@ -148,24 +192,30 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         add("Not run.\n")
 
     add("## 3. Live fan-out\n")
-    add("Authenticated WebSocket clients on `/v1/stream` (split over client processes of at most 2,500 "
+    add(
+        "Authenticated WebSocket clients on `/v1/stream` (split over client processes of at most 2,500 "
         "sockets, `bench/listeners.py`); latency from `POST /v1/offer` returning to `offerCreated` "
         "received, which includes the offers service's outbox relay, RabbitMQ and the gateway's feed. "
         f"Paced: {p.fanout_paced_offers} offers one at a time, the next when every client has the last. "
         f"Burst: {p.fanout_burst_offers} offers posted at once; deliveries/s = deliveries / (last "
         "receipt − first post). Baseline: a bare aiohttp broadcast of the same payload to the same "
-        "clients (`bench/baselines/bare_broadcast.py`, no compression like the gateway).\n")
+        "clients (`bench/baselines/bare_broadcast.py`, no compression like the gateway).\n"
+    )
     if results.fanout:
-        add("| clients | server | connected | p50 | p99 | paced deliveries/s | burst deliveries/s | p99 ratio | deliveries ratio | check |")
+        add(
+            "| clients | server | connected | p50 | p99 | paced deliveries/s | burst deliveries/s | p99 ratio | deliveries ratio | check |"
+        )
         add("|---|---|---|---|---|---|---|---|---|---|")
         for pair in results.fanout:
             for run, label in ((pair.hub, "gateway hub"), (pair.bare, "bare broadcast")):
                 is_hub = run is pair.hub
-                add(f"| {pair.clients:,} | {label} | {run.connected:,} | {ms(run.p50)} | {ms(run.p99)} | "
+                add(
+                    f"| {pair.clients:,} | {label} | {run.connected:,} | {ms(run.p50)} | {ms(run.p99)} | "
                     f"{_num(run.paced_deliveries_per_s)} | {_num(run.burst_deliveries_per_s)} | "
                     f"{f'{pair.p99_ratio:.2f}×' if is_hub else '1'} | "
                     f"{f'{pair.deliveries_ratio:.2f}×' if is_hub else '1'} | "
-                    f"{'ok' if run.ok else '**FAILED**: ' + '; '.join(run.problems)} |")
+                    f"{'ok' if run.ok else '**FAILED**: ' + '; '.join(run.problems)} |"
+                )
         add("")
         add("Reproduce: `BENCH_ONLY=fanout make bench`.\n")
     else:
@@ -173,8 +223,10 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
 
     add("## 4. Memory\n")
     if results.peaks:
-        add("Peak resident memory (the kernel's VmHWM) of every service process over the whole run; "
-            "bid-worker is the largest of all worker processes.\n")
+        add(
+            "Peak resident memory (the kernel's VmHWM) of every service process over the whole run; "
+            "bid-worker is the largest of all worker processes.\n"
+        )
         add("| service | peak RSS | limit |")
         add("|---|---|---|")
         for kind in sorted(results.peaks):
@@ -182,15 +234,19 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         add("")
     soak = results.soak
     if soak is not None and soak.result is not None:
-        add(f"Steady load: `hey -z {soak.seconds:g}s` at {soak.target_rps:.0f} requests/s (half the best "
+        add(
+            f"Steady load: `hey -z {soak.seconds:g}s` at {soak.target_rps:.0f} requests/s (half the best "
             f"intake rate measured above) against `POST /v1/bid`; it achieved {soak.result.rps:.0f} rps "
             f"({_statuses(soak.result.statuses, soak.result.errors)}). RSS after {soak.warmup_seconds:.0f} s "
-            "of warm-up against the mean of the last three readings:\n")
+            "of warm-up against the mean of the last three readings:\n"
+        )
         add("| process | RSS after warm-up | RSS at end | growth |")
         add("|---|---|---|---|")
         for name in soak.services:
-            add(f"| {name} | {soak.rss_after_warmup(name) / MB:.1f} MB | {soak.rss_at_end(name) / MB:.1f} MB | "
-                f"{soak.growth(name) * 100:+.1f} % |")
+            add(
+                f"| {name} | {soak.rss_after_warmup(name) / MB:.1f} MB | {soak.rss_at_end(name) / MB:.1f} MB | "
+                f"{soak.growth(name) * 100:+.1f} % |"
+            )
         add("")
         add("```sh")
         add(_portable(soak.result.command))
@@ -228,10 +284,14 @@ def chart(results: Results, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
     left, right = axes
     for r in results.intake:
-        for result, label, style in ((r.stack, f"gateway -c {r.concurrency}", "-"),
-                                     (r.baseline, f"bare proxy -c {r.concurrency}", "--")):
+        for result, label, style in (
+            (r.stack, f"gateway -c {r.concurrency}", "-"),
+            (r.baseline, f"bare proxy -c {r.concurrency}", "--"),
+        ):
             xs = [q for q in PERCENTILES if q in result.latency]
-            left.plot(xs, [result.latency[q] * 1000 for q in xs], style, marker="o", markersize=3, label=label)
+            left.plot(
+                xs, [result.latency[q] * 1000 for q in xs], style, marker="o", markersize=3, label=label
+            )
     left.set_title("1. POST /v1/bid latency (hey)")
     left.set_xlabel("percentile")
     left.set_ylabel("ms")
@@ -240,11 +300,19 @@ def chart(results: Results, path: Path) -> Path | None:
     left.grid(True, which="both", alpha=0.3)
     qs = (10, 25, 50, 75, 90, 95, 99)
     for pair in results.fanout:
-        for run, label, style in ((pair.hub, f"gateway hub x{pair.clients}", "-"),
-                                  (pair.bare, f"bare broadcast x{pair.clients}", "--")):
+        for run, label, style in (
+            (pair.hub, f"gateway hub x{pair.clients}", "-"),
+            (pair.bare, f"bare broadcast x{pair.clients}", "--"),
+        ):
             if run.latencies:
-                right.plot(qs, [max(run.percentile(q), 1e-5) * 1000 for q in qs], style, marker="o",
-                           markersize=3, label=label)
+                right.plot(
+                    qs,
+                    [max(run.percentile(q), 1e-5) * 1000 for q in qs],
+                    style,
+                    marker="o",
+                    markersize=3,
+                    label=label,
+                )
     right.set_title("3. POST /v1/offer → offerCreated latency")
     right.set_xlabel("percentile")
     right.set_ylabel("ms")

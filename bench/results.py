@@ -1,4 +1,5 @@
 """Everything one run measured, the targets of issue 7 judged against it, and the correctness checks."""
+
 from __future__ import annotations
 
 import math
@@ -54,19 +55,37 @@ class Results:
         """Correctness, not speed: a failure here is a bug whatever the machine's load."""
         out = []
         for run in self.intake:
-            out.append(Check(f"hey -c {run.concurrency}: every 202 bid applied once, final price = max sent",
-                             run.settle.ok, "; ".join(run.settle.problems)))
+            out.append(
+                Check(
+                    f"hey -c {run.concurrency}: every 202 bid applied once, final price = max sent",
+                    run.settle.ok,
+                    "; ".join(run.settle.problems),
+                )
+            )
         for run in self.drain:
-            out.append(Check(f"drain by {run.label}: every queued bid applied once, each offer at its max",
-                             run.ok, "; ".join(run.problems)))
+            out.append(
+                Check(
+                    f"drain by {run.label}: every queued bid applied once, each offer at its max",
+                    run.ok,
+                    "; ".join(run.problems),
+                )
+            )
         for pair in self.fanout:
             for run in (pair.hub, pair.bare):
-                out.append(Check(f"fan-out {run.target} x{run.clients}: every client got every offerCreated once",
-                                 run.ok, "; ".join(run.problems)))
+                out.append(
+                    Check(
+                        f"fan-out {run.target} x{run.clients}: every client got every offerCreated once",
+                        run.ok,
+                        "; ".join(run.problems),
+                    )
+                )
         if self.soak is not None:
             problems = list(self.soak.problems) + (self.soak.settle.problems if self.soak.settle else [])
-            out.append(Check("soak: no failed request, every 202 bid applied once", self.soak.ok,
-                             "; ".join(problems)))
+            out.append(
+                Check(
+                    "soak: no failed request, every 202 bid applied once", self.soak.ok, "; ".join(problems)
+                )
+            )
         for error in self.errors:
             out.append(Check("the harness ran every section", False, error))
         return out
@@ -80,46 +99,104 @@ class Results:
         if self.intake:
             run = max(self.intake, key=lambda r: r.concurrency)
             c = run.concurrency
-            out.append(Target(f"intake -c {c}: non-2xx answers", f"{run.stack.failures}", "0",
-                              run.stack.failures == 0))
-            out.append(Target(f"intake -c {c}: rps vs one-hop baseline",
-                              f"{run.stack.rps:.0f} / {run.baseline.rps:.0f} = {run.rps_ratio:.2f}×", "≥ 0.5×",
-                              run.rps_ratio >= 0.5))
-            out.append(Target(f"intake -c {c}: p99 vs one-hop baseline",
-                              f"{ms(run.stack.p99)} / {ms(run.baseline.p99)} = {run.p99_ratio:.2f}×", "≤ 2×",
-                              run.p99_ratio <= 2))
+            out.append(
+                Target(
+                    f"intake -c {c}: non-2xx answers", f"{run.stack.failures}", "0", run.stack.failures == 0
+                )
+            )
+            out.append(
+                Target(
+                    f"intake -c {c}: rps vs one-hop baseline",
+                    f"{run.stack.rps:.0f} / {run.baseline.rps:.0f} = {run.rps_ratio:.2f}×",
+                    "≥ 0.5×",
+                    run.rps_ratio >= 0.5,
+                )
+            )
+            out.append(
+                Target(
+                    f"intake -c {c}: p99 vs one-hop baseline",
+                    f"{ms(run.stack.p99)} / {ms(run.baseline.p99)} = {run.p99_ratio:.2f}×",
+                    "≤ 2×",
+                    run.p99_ratio <= 2,
+                )
+            )
         one, two, bare = (self.drain_run(x) for x in ("1 bid-worker", "2 bid-workers", "bare consumer"))
         if one and bare:
             ratio = one.bids_per_s / bare.bids_per_s
-            out.append(Target("drain: 1 worker vs bare consumer",
-                              f"{one.bids_per_s:.0f} / {bare.bids_per_s:.0f} = {ratio:.2f}×", "≥ 0.5×",
-                              ratio >= 0.5))
+            out.append(
+                Target(
+                    "drain: 1 worker vs bare consumer",
+                    f"{one.bids_per_s:.0f} / {bare.bids_per_s:.0f} = {ratio:.2f}×",
+                    "≥ 0.5×",
+                    ratio >= 0.5,
+                )
+            )
         if one and two:
-            out.append(Target("drain: 2 workers vs 1", f"{two.bids_per_s:.0f} vs {one.bids_per_s:.0f} bids/s",
-                              "more", two.bids_per_s > one.bids_per_s))
+            out.append(
+                Target(
+                    "drain: 2 workers vs 1",
+                    f"{two.bids_per_s:.0f} vs {one.bids_per_s:.0f} bids/s",
+                    "more",
+                    two.bids_per_s > one.bids_per_s,
+                )
+            )
         if self.intake or self.drain:
             applied = all(r.settle.ok for r in self.intake) and all(r.ok for r in self.drain)
-            out.append(Target("every accepted bid applied, correct max", "yes" if applied else "NO — a bug",
-                              "always", applied))
+            out.append(
+                Target(
+                    "every accepted bid applied, correct max",
+                    "yes" if applied else "NO — a bug",
+                    "always",
+                    applied,
+                )
+            )
         for pair in self.fanout:
-            out.append(Target(f"fan-out x{pair.clients}: p99 vs bare broadcast",
-                              f"{ms(pair.hub.p99)} / {ms(pair.bare.p99)} = {pair.p99_ratio:.2f}×", "≤ 2×",
-                              pair.p99_ratio <= 2))
-            out.append(Target(f"fan-out x{pair.clients}: deliveries/s vs bare broadcast",
-                              f"{pair.hub.burst_deliveries_per_s:.0f} / {pair.bare.burst_deliveries_per_s:.0f}"
-                              f" = {pair.deliveries_ratio:.2f}×", "≥ 0.5×", pair.deliveries_ratio >= 0.5))
+            out.append(
+                Target(
+                    f"fan-out x{pair.clients}: p99 vs bare broadcast",
+                    f"{ms(pair.hub.p99)} / {ms(pair.bare.p99)} = {pair.p99_ratio:.2f}×",
+                    "≤ 2×",
+                    pair.p99_ratio <= 2,
+                )
+            )
+            out.append(
+                Target(
+                    f"fan-out x{pair.clients}: deliveries/s vs bare broadcast",
+                    f"{pair.hub.burst_deliveries_per_s:.0f} / {pair.bare.burst_deliveries_per_s:.0f}"
+                    f" = {pair.deliveries_ratio:.2f}×",
+                    "≥ 0.5×",
+                    pair.deliveries_ratio >= 0.5,
+                )
+            )
         if self.peaks:
             worst = max(self.peaks, key=lambda k: self.peaks[k])
-            out.append(Target("peak RSS of every service", f"max {self.peaks[worst] / MB:.0f} MB ({worst})",
-                              "≤ 200 MB", self.peaks[worst] <= RSS_LIMIT))
+            out.append(
+                Target(
+                    "peak RSS of every service",
+                    f"max {self.peaks[worst] / MB:.0f} MB ({worst})",
+                    "≤ 200 MB",
+                    self.peaks[worst] <= RSS_LIMIT,
+                )
+            )
         if self.soak is not None and self.soak.series:
             growth = {n: self.soak.growth(n) for n in self.soak.services}
             worst = max(growth, key=lambda n: -math.inf if math.isnan(growth[n]) else growth[n])
-            out.append(Target(f"RSS growth over {self.soak.seconds / 60:g} min of steady load",
-                              f"max {growth[worst] * 100:+.1f}% ({worst})", "< 10 %",
-                              all(not g >= GROWTH_LIMIT for g in growth.values())))
+            out.append(
+                Target(
+                    f"RSS growth over {self.soak.seconds / 60:g} min of steady load",
+                    f"max {growth[worst] * 100:+.1f}% ({worst})",
+                    "< 10 %",
+                    all(not g >= GROWTH_LIMIT for g in growth.values()),
+                )
+            )
         return out
 
 
 def ms(seconds: float) -> str:
-    return "—" if math.isnan(seconds) else f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
+    return (
+        "—"
+        if math.isnan(seconds)
+        else f"{seconds * 1000:.0f} ms"
+        if seconds >= 0.01
+        else f"{seconds * 1000:.1f} ms"
+    )

@@ -1,4 +1,5 @@
 """4b. Steady load at half the measured intake rate: does any service's memory keep growing?"""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,15 @@ class Soak:
 
 
 async def measure(
-    stack: BenchStack, api: PublicApi, seller: Account, bidder: Account, rate: float, seconds: float,
-    sample_seconds: float, memory: MemoryWatch, work_dir: Path,
+    stack: BenchStack,
+    api: PublicApi,
+    seller: Account,
+    bidder: Account,
+    rate: float,
+    seconds: float,
+    sample_seconds: float,
+    memory: MemoryWatch,
+    work_dir: Path,
 ) -> Soak:
     assert stack.pool is not None
     # Past the first fifth (at most a minute) the caches are warm and pools full.
@@ -62,11 +70,17 @@ async def measure(
     body = work_dir / "bid-soak.json"
     body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
     args = hey.command_line(
-        stack.gateway_url + "/v1/bid", concurrency=SOAK_CONCURRENCY, body_file=body, token=bidder.token,
-        duration_seconds=seconds, rate_per_worker=max(rate / SOAK_CONCURRENCY, 0.1),
+        stack.gateway_url + "/v1/bid",
+        concurrency=SOAK_CONCURRENCY,
+        body_file=body,
+        token=bidder.token,
+        duration_seconds=seconds,
+        rate_per_worker=max(rate / SOAK_CONCURRENCY, 0.1),
     )
     started = time.monotonic()
-    running = asyncio.ensure_future(asyncio.to_thread(hey.run, args, token=bidder.token, timeout=seconds + 120))
+    running = asyncio.ensure_future(
+        asyncio.to_thread(hey.run, args, token=bidder.token, timeout=seconds + 120)
+    )
     while not running.done():
         sample = memory.read()
         for name, rss in sample.rss.items():
@@ -77,11 +91,16 @@ async def measure(
     sample = memory.read()
     for name, rss in sample.rss.items():
         soak.series.setdefault(name, []).append((sample.at - started, rss))
-    soak.settle = await wait_applied(stack.pool, offer["id"], soak.result.count(202),
-                                     soak.result.total_seconds, ended)
+    soak.settle = await wait_applied(
+        stack.pool, offer["id"], soak.result.count(202), soak.result.total_seconds, ended
+    )
     if soak.result.failures:
-        soak.problems.append(f"{soak.result.failures} requests without a 2xx: {soak.result.statuses} "
-                             f"{soak.result.errors}")
-    print(f"  soak {seconds:.0f}s at {rate:.0f} rps: {soak.result.rps:.0f} rps, growth "
-          + ", ".join(f"{n} {soak.growth(n) * 100:+.1f}%" for n in soak.services), flush=True)
+        soak.problems.append(
+            f"{soak.result.failures} requests without a 2xx: {soak.result.statuses} {soak.result.errors}"
+        )
+    print(
+        f"  soak {seconds:.0f}s at {rate:.0f} rps: {soak.result.rps:.0f} rps, growth "
+        + ", ".join(f"{n} {soak.growth(n) * 100:+.1f}%" for n in soak.services),
+        flush=True,
+    )
     return soak

@@ -3,6 +3,7 @@
 It reuses the test suite's throwaway world (tests/support) so a benchmark never touches the
 `auction` database or the broker names `make run` uses.
 """
+
 from __future__ import annotations
 
 import resource
@@ -72,8 +73,12 @@ class BenchStack:
     def start_workers(self, count: int, prefix: str) -> list[ServiceProcess]:
         """Start `count` workers at the same moment, so no one of them takes every shard first."""
         started = [
-            ServiceProcess("bid_worker", dict(self.stack.env, WORKER_ID=f"{prefix}{i + 1}"), self.log_dir,
-                           name=f"{prefix}{i + 1}-{uuid.uuid4().hex[:4]}")
+            ServiceProcess(
+                "bid_worker",
+                dict(self.stack.env, WORKER_ID=f"{prefix}{i + 1}"),
+                self.log_dir,
+                name=f"{prefix}{i + 1}-{uuid.uuid4().hex[:4]}",
+            )
             for i in range(count)
         ]
         self.stack.processes.extend(started)
@@ -89,7 +94,9 @@ class BenchStack:
 
     def start_bare(self, name: str, module: str, **env: str) -> tuple[ServiceProcess, int]:
         port = free_port()
-        proc = ServiceProcess(module, dict(self.stack.env, BARE_PORT=str(port), **env), self.log_dir, name=name)
+        proc = ServiceProcess(
+            module, dict(self.stack.env, BARE_PORT=str(port), **env), self.log_dir, name=name
+        )
         self.stack.processes.append(proc)
         proc.wait_healthy(port)
         return proc, port

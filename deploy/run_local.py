@@ -3,6 +3,7 @@
 One line per service says where it listens; Ctrl-C (or SIGTERM) stops them all. If one dies, the
 others are stopped too, so a half-running stack never looks healthy.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,7 @@ async def broker_ready(settings: Settings) -> str | None:
     try:
         connection = await aio_pika.connect(settings.amqp_url, timeout=5)
     except Exception as exc:
-        return (f"cannot reach RabbitMQ ({exc}).\n"
-                "Start it with: rabbitmq-server -detached")
+        return f"cannot reach RabbitMQ ({exc}).\nStart it with: rabbitmq-server -detached"
     try:
         channel = await connection.channel()
         name = f"{settings.amqp_prefix}.preflight.{os.getpid()}"
@@ -36,8 +36,10 @@ async def broker_ready(settings: Settings) -> str | None:
             await channel.declare_exchange(name, "x-consistent-hash", auto_delete=True)
             await channel.exchange_delete(name)
         except Exception:
-            return ("RabbitMQ lacks the consistent-hash exchange.\n"
-                    "Enable it with: rabbitmq-plugins enable rabbitmq_consistent_hash_exchange")
+            return (
+                "RabbitMQ lacks the consistent-hash exchange.\n"
+                "Enable it with: rabbitmq-plugins enable rabbitmq_consistent_hash_exchange"
+            )
     finally:
         await connection.close()
     return None
@@ -71,8 +73,13 @@ async def supervise(settings: Settings) -> int:
     pumps = []
     for i, (name, module, extra) in enumerate(plan(settings)):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, env={**env, **extra}, cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            module,
+            env={**env, **extra},
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         children.append((name, proc))
         pumps.append(asyncio.create_task(pump(name, COLORS[i % len(COLORS)], proc.stdout)))
@@ -112,8 +119,10 @@ def main() -> int:
         print(problem, file=sys.stderr)
         return 1
     print("RabbitMQ: ok (management UI, if enabled: http://127.0.0.1:15672, guest/guest)")
-    print(f"API on http://{settings.host}:{settings.gateway_port} "
-          f"(try /ping, /health, /index); Ctrl-C stops everything")
+    print(
+        f"API on http://{settings.host}:{settings.gateway_port} "
+        f"(try /ping, /health, /index); Ctrl-C stops everything"
+    )
     return asyncio.run(supervise(settings))
 
 

@@ -1,5 +1,6 @@
 """`make bench` in its quick mode, end to end, so the harness cannot rot. No speed is asserted here:
 only that it runs, stops what it started, writes every section and that its correctness checks pass."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,15 @@ def run_quick_bench(out: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, BENCH_QUICK="1", BENCH_OUT=str(out))
     env.pop("BENCH_ONLY", None)
     # Its own session: if it hangs, the harness and every service it started go down together.
-    proc = subprocess.Popen([sys.executable, "-m", "bench"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -57,8 +65,16 @@ def test_the_quick_bench_measures_every_section_and_its_checks_pass(tmp_path: Pa
     assert not missing, f"sections missing: {missing}\n{report}"
     assert "correctness checks passed" in report and "FAILED" not in report, report
     assert "Not run." not in report, report
-    for figure in ("gateway → bids", "bare proxy → bare app", "1 bid-worker", "2 bid-workers", "bare consumer",
-                   "gateway hub", "bare broadcast", "RSS after warm-up"):
+    for figure in (
+        "gateway → bids",
+        "bare proxy → bare app",
+        "1 bid-worker",
+        "2 bid-workers",
+        "bare consumer",
+        "gateway hub",
+        "bare broadcast",
+        "RSS after warm-up",
+    ):
         assert figure in report, f"{figure!r} missing from the report"
     chart = tmp_path / "latency-percentiles.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

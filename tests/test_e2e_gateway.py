@@ -1,4 +1,5 @@
 """End to end through real processes: signup, login, create an offer, list it and read it, via :gateway."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,5 +1,6 @@
 """A table of hostile requests through the gateway: each gets a 4xx problem+json, never a 5xx, and the
 service behind it still answers a valid request afterwards."""
+
 from __future__ import annotations
 
 import gzip
@@ -92,12 +93,17 @@ TABLE = [
     # --- wrong content type or encoding ----------------------------------------------------
     signup("text/plain", '{"username": "abcdef", "password": "pass"}', 415, content_type="text/plain"),
     signup("no content type", '{"username": "abcdef", "password": "pass"}', 415, content_type=None),
-    signup("form encoded", "username=abcdef&password=pass", 415,
-           content_type="application/x-www-form-urlencoded"),
-    signup("gzip header on plain bytes", '{"username": "abcdef", "password": "pass"}',
-           headers={"Content-Encoding": "gzip"}),
-    signup("gzip bomb above 64 KiB", gzip.compress(b" " * 200_000), 413,
-           headers={"Content-Encoding": "gzip"}),
+    signup(
+        "form encoded", "username=abcdef&password=pass", 415, content_type="application/x-www-form-urlencoded"
+    ),
+    signup(
+        "gzip header on plain bytes",
+        '{"username": "abcdef", "password": "pass"}',
+        headers={"Content-Encoding": "gzip"},
+    ),
+    signup(
+        "gzip bomb above 64 KiB", gzip.compress(b" " * 200_000), 413, headers={"Content-Encoding": "gzip"}
+    ),
     signup("body above 64 KiB", '{"username": "' + "a" * 70_000 + '", "password": "pass"}', 413),
     # --- wrong types and values ------------------------------------------------------------
     signup("username null", '{"username": null, "password": "pass"}', field="username"),
@@ -160,7 +166,7 @@ TABLE = [
     offer("go_live not a date", offer_with(go_live='"tomorrow"'), field="go_live"),
     offer("go_live 30 February", offer_with(go_live='"2030-02-30T10:00:00+00:00"'), field="go_live"),
     offer("go_live year 9999", offer_with(go_live='"9999-12-31T23:59:59-14:00"'), field="go_live"),
-    offer("body array", "[10, \"hostile lot\"]"),
+    offer("body array", '[10, "hostile lot"]'),
     offer("wrong content type", offer_with(), 415, content_type="text/plain"),
     # --- list query ------------------------------------------------------------------------
     listing("unknown sortKey", "sortKey=price", field="sortKey"),
@@ -210,10 +216,18 @@ TABLE = [
     bid("body array", "[]"),
     bid("body not JSON", "bid_price=10"),
     bid("wrong content type", bid_on("10"), 415, content_type="text/plain"),
-    bid("Idempotency-Key 300 chars", bid_on("10"), headers={"Idempotency-Key": "k" * 300},
-        field="Idempotency-Key"),
-    bid("Idempotency-Key with a tab", bid_on("10"), headers={"Idempotency-Key": "a\tb"},
-        field="Idempotency-Key"),
+    bid(
+        "Idempotency-Key 300 chars",
+        bid_on("10"),
+        headers={"Idempotency-Key": "k" * 300},
+        field="Idempotency-Key",
+    ),
+    bid(
+        "Idempotency-Key with a tab",
+        bid_on("10"),
+        headers={"Idempotency-Key": "a\tb"},
+        field="Idempotency-Key",
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """The cache of verified tokens (tokens.py) only ever saves work: it never accepts what a full check refuses."""
+
 from __future__ import annotations
 
 import time

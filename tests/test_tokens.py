@@ -1,5 +1,6 @@
 """Every bad token gets a 401 with WWW-Authenticate on every protected route, at the gateway and at
 each service directly (services check the token again behind the gateway)."""
+
 from __future__ import annotations
 
 import base64
@@ -57,8 +58,12 @@ TARGETED = [(target, method, path) for target, routes in ROUTES.items() for meth
 async def test_the_route_table_covers_every_protected_route_of_the_api():
     # If the tables lost a route, the parametrised tests below would silently test less.
     expected = {
-        ("POST", "/v1/offer"), ("GET", "/v1/offer"), ("GET", "/v1/offer/{offer_id}"),
-        ("GET", "/v1/offer/{offer_id}/bids"), ("POST", "/v1/bid"), ("GET", "/v1/bid/{bid_id}"),
+        ("POST", "/v1/offer"),
+        ("GET", "/v1/offer"),
+        ("GET", "/v1/offer/{offer_id}"),
+        ("GET", "/v1/offer/{offer_id}/bids"),
+        ("POST", "/v1/bid"),
+        ("GET", "/v1/bid/{bid_id}"),
         ("PUT", "/v1/bid/{bid_id}"),
     }
     plural = {(m, p.replace("/v1/offer", "/v1/offers").replace("/v1/bid", "/v1/bids")) for m, p in expected}
@@ -150,9 +155,23 @@ def authorization(kind: str, secret: str, member: Member) -> dict[str, str]:
 
 
 BAD_KINDS = [
-    "missing", "empty bearer", "other scheme", "token without scheme", "malformed", "garbage segments",
-    "expired", "wrong signature", "tampered payload", "alg none", "alg none signed", "no exp", "no sub",
-    "sub not a uuid", "issued in the future", "HS512", "RS256 header",
+    "missing",
+    "empty bearer",
+    "other scheme",
+    "token without scheme",
+    "malformed",
+    "garbage segments",
+    "expired",
+    "wrong signature",
+    "tampered payload",
+    "alg none",
+    "alg none signed",
+    "no exp",
+    "no sub",
+    "sub not a uuid",
+    "issued in the future",
+    "HS512",
+    "RS256 header",
 ]
 
 

@@ -6,6 +6,7 @@ No token check, no queues, no broker: the ceiling the gateway's hub is measured 
 
 `BARE_PORT=9103 python -m bench.baselines.bare_broadcast`
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,5 +64,10 @@ if __name__ == "__main__":
     import uvloop
 
     uvloop.install()
-    web.run_app(create_app(), host="127.0.0.1", port=int(os.environ["BARE_PORT"]), access_log=None,
-                print=lambda _: print("bare broadcast listening", flush=True))
+    web.run_app(
+        create_app(),
+        host="127.0.0.1",
+        port=int(os.environ["BARE_PORT"]),
+        access_log=None,
+        print=lambda _: print("bare broadcast listening", flush=True),
+    )

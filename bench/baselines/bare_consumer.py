@@ -5,6 +5,7 @@ without the worker's rules, ordering guarantees or events: the ceiling a worker 
 
 `DATABASE_URL=... AMQP_URL=... AMQP_PREFIX=... BID_SHARDS=8 python -m bench.baselines.bare_consumer`
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,8 +69,9 @@ async def main() -> None:
         columns: list[list[str]] = [[], [], [], [], [], []]
         for message in batch:
             d = orjson.loads(message.body)["data"]
-            for column, key in zip(columns, ("bid_id", "offer_id", "user_id", "username", "bid_price",
-                                             "placed_at")):
+            for column, key in zip(
+                columns, ("bid_id", "offer_id", "user_id", "username", "bid_price", "placed_at")
+            ):
                 column.append(d[key])
         await pool.execute(APPLY, *columns)
         # Delivery tags grow in delivery order on one channel: the batch's last acks all before it.

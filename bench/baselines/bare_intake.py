@@ -2,6 +2,7 @@
 
 `BARE_PORT=9101 python -m bench.baselines.bare_intake`
 """
+
 from __future__ import annotations
 
 import os
@@ -32,5 +33,10 @@ if __name__ == "__main__":
     import uvloop
 
     uvloop.install()
-    web.run_app(create_app(), host="127.0.0.1", port=int(os.environ["BARE_PORT"]), access_log=None,
-                print=lambda _: print("bare intake listening", flush=True))
+    web.run_app(
+        create_app(),
+        host="127.0.0.1",
+        port=int(os.environ["BARE_PORT"]),
+        access_log=None,
+        print=lambda _: print("bare intake listening", flush=True),
+    )

@@ -2,6 +2,7 @@
 
 `BARE_PORT=9102 BARE_UPSTREAM=http://127.0.0.1:9101 python -m bench.baselines.bare_proxy`
 """
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,12 @@ UPSTREAM = web.AppKey("upstream", str)
 async def relay(request: web.Request) -> web.Response:
     body = await request.read()
     async with request.app[SESSION].request(
-        request.method, request.app[UPSTREAM] + request.rel_url.raw_path_qs, data=body,
+        request.method,
+        request.app[UPSTREAM] + request.rel_url.raw_path_qs,
+        data=body,
         headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
     ) as resp:
-        return web.Response(body=await resp.read(), status=resp.status,
-                            content_type=resp.content_type)
+        return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -46,6 +48,10 @@ if __name__ == "__main__":
     import uvloop
 
     uvloop.install()
-    web.run_app(create_app(os.environ["BARE_UPSTREAM"]), host="127.0.0.1",
-                port=int(os.environ["BARE_PORT"]), access_log=None,
-                print=lambda _: print("bare proxy listening", flush=True))
+    web.run_app(
+        create_app(os.environ["BARE_UPSTREAM"]),
+        host="127.0.0.1",
+        port=int(os.environ["BARE_PORT"]),
+        access_log=None,
+        print=lambda _: print("bare proxy listening", flush=True),
+    )

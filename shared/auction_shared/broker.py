@@ -1,4 +1,5 @@
 """RabbitMQ: the robust connection as a cleanup context, the topology, and the one event publisher."""
+
 from __future__ import annotations
 
 import asyncio
@@ -80,9 +81,7 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     --> auction.bids.shard.NN (quorum, single active consumer) --poison--> auction.dlx --> auction.dead
     """
     events = await declare_events_exchange(channel, topology)
-    dlx = await channel.declare_exchange(
-        topology.dead_letter_exchange, ExchangeType.FANOUT, durable=True
-    )
+    dlx = await channel.declare_exchange(topology.dead_letter_exchange, ExchangeType.FANOUT, durable=True)
     dead = await channel.declare_queue(
         topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
     )
@@ -117,7 +116,9 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
     for name in [*topology.shard_queues, topology.dead_letter_queue]:
         await channel.queue_delete(name)
     for name in [
-        topology.bids_exchange, topology.dead_letter_exchange, topology.events_exchange,
+        topology.bids_exchange,
+        topology.dead_letter_exchange,
+        topology.events_exchange,
         topology.workers_exchange,
     ]:
         await channel.exchange_delete(name)

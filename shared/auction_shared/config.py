@@ -1,4 +1,5 @@
 """Settings read from the environment, one frozen dataclass for every service."""
+
 from __future__ import annotations
 
 import os

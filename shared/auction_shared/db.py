@@ -1,4 +1,5 @@
 """The asyncpg pool as an aiohttp cleanup context, opened with retries so start order does not matter."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,9 +45,7 @@ async def create_pool(
     raise AssertionError("unreachable")
 
 
-def database(
-    settings: Settings, **pool_options: int
-) -> Callable[[web.Application], AsyncIterator[None]]:
+def database(settings: Settings, **pool_options: int) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings, **pool_options)
         app[DB_POOL] = pool

@@ -1,4 +1,5 @@
 """The events services exchange over RabbitMQ: one envelope, typed payloads, strict parsing."""
+
 from __future__ import annotations
 
 import uuid

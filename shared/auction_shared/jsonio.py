@@ -1,4 +1,5 @@
 """JSON encoding for every response and message: orjson, money as exact-to-the-cent numbers."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -23,9 +24,5 @@ def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 
 
-def json_response(
-    value: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=dumps(value), status=status, headers=headers, content_type="application/json"
-    )
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=dumps(value), status=status, headers=headers, content_type="application/json")

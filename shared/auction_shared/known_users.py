@@ -6,6 +6,7 @@ KNOWN_USER_TTL_SECONDS in the process, so the hot path (a cache hit) never touch
 deleted user's tokens stop working everywhere within that time. The gateway has no database: it
 relays the request, and the service behind it refuses.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,7 +48,6 @@ class KnownUsers:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 
 def known_user_middleware(secret: str, users: KnownUsers | None = None) -> Middleware:

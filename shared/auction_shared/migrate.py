@@ -1,4 +1,5 @@
 """Create the database if it is missing and apply the numbered SQL migrations in deploy/migrations."""
+
 from __future__ import annotations
 
 import asyncio
@@ -104,8 +105,10 @@ async def main() -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"database {where} is at migration {max((n for n, _ in migration_files()), default=0)}"
-          f" ({len(applied)} applied now)")
+    print(
+        f"database {where} is at migration {max((n for n, _ in migration_files()), default=0)}"
+        f" ({len(applied)} applied now)"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Transactional outbox: events written with the business row, published by a relay with confirms."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,9 @@ async def add_event(conn: asyncpg.Connection, event: Event, exchange: str) -> No
     """Call inside the transaction that writes the row the event tells about."""
     await conn.execute(
         "INSERT INTO outbox (exchange, routing_key, body) VALUES ($1, $2, $3)",
-        exchange, str(event.type), event.encode(),
+        exchange,
+        str(event.type),
+        event.encode(),
     )
 
 
@@ -81,7 +84,13 @@ class OutboxRelay:
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
-            except (DependencyDown, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            except (
+                DependencyDown,
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncio.TimeoutError,
+            ) as exc:
                 log.warning("outbox relay waits %.1fs: %r", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

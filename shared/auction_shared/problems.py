@@ -1,4 +1,5 @@
 """RFC 9457 problem+json errors: one exception type, one response shape, one middleware."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,9 +63,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
-    return web.Response(
-        body=dumps(body), status=status, headers=headers, content_type=PROBLEM_TYPE
-    )
+    return web.Response(body=dumps(body), status=status, headers=headers, content_type=PROBLEM_TYPE)
 
 
 def unauthorized(detail: str) -> Problem:
@@ -110,7 +109,9 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return problem_response(503, "the database is unavailable, retry later", headers={"Retry-After": "1"})
     except _BROKER_DOWN as exc:
         log.warning("broker unavailable on %s %s: %r", request.method, request.path, exc)
-        return problem_response(503, "the message broker is unavailable, retry later", headers={"Retry-After": "1"})
+        return problem_response(
+            503, "the message broker is unavailable, retry later", headers={"Retry-After": "1"}
+        )
     except asyncio.TimeoutError:
         log.warning("dependency timed out on %s %s", request.method, request.path)
         return problem_response(503, "a dependency timed out, retry later", headers={"Retry-After": "1"})

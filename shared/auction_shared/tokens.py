@@ -1,4 +1,5 @@
 """JWT issue and verify: HS256 only, `exp` and `sub` required, the algorithm pinned."""
+
 from __future__ import annotations
 
 import time

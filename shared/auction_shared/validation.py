@@ -1,4 +1,5 @@
 """One path from a request body or query to a typed model; every failure becomes a 400 problem."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The public JSON shapes of an offer and a bid (API.md), built from database rows."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -1,4 +1,5 @@
 """What every aiohttp service has in common: settings key, auth, paging, health, logging, start-up."""
+
 from __future__ import annotations
 
 import asyncio
@@ -93,7 +94,9 @@ def install_uvloop() -> None:
     uvloop.install()
 
 
-def serve(name: str, factory: Callable[[Settings], web.Application], port_of: Callable[[Settings], int]) -> None:
+def serve(
+    name: str, factory: Callable[[Settings], web.Application], port_of: Callable[[Settings], int]
+) -> None:
     """Entry point of `python -m <service>`: read settings, build the app, serve until SIGINT/SIGTERM."""
     try:
         settings = Settings.from_env()

@@ -3,6 +3,7 @@
 Read from the source on every run (never a hand-kept list), so a new service, route or environment
 variable shows up in the deployment tests the day it is written.
 """
+
 from __future__ import annotations
 
 import re

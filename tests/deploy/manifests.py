@@ -1,5 +1,6 @@
 """Reads the deployment files as their tools would: compose with interpolation, k8s documents, the
 Dockerfile's stages, .dockerignore's patterns."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ _INTERPOLATION = re.compile(
 
 def interpolation_uses(text: str) -> list[tuple[str, str | None, str | None]]:
     """(name, operator, default) of every variable a compose file interpolates."""
-    return [(m.group(1) or m.group(4), m.group(2), m.group(3))
-            for m in _INTERPOLATION.finditer(text) if m.group(0) != "$$"]
+    return [
+        (m.group(1) or m.group(4), m.group(2), m.group(3))
+        for m in _INTERPOLATION.finditer(text)
+        if m.group(0) != "$$"
+    ]
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
@@ -184,7 +188,8 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 
 def dockerignore_patterns() -> list[str]:
     return [
-        line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
 

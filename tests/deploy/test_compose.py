@@ -1,4 +1,5 @@
 """docker-compose.yml: valid by the Compose Specification, and complete for the code as it is."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """The Dockerfile and .dockerignore: every target runs a module that exists, small and non-root."""
+
 from __future__ import annotations
 
 import re
@@ -101,10 +102,16 @@ def test_the_image_holds_what_the_code_loads_at_run_time() -> None:
 
 
 def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
-    for path in (".venv/bin/python", ".git/HEAD", ".env", "tests/deploy/test_compose.py",
-                 "services/auth/tests/test_auth.py",
-                 "shared/auction_shared/__pycache__/config.cpython-311.pyc",
-                 "artifacts/report.txt", "deploy/k8s/gateway.yaml"):
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".env",
+        "tests/deploy/test_compose.py",
+        "services/auth/tests/test_auth.py",
+        "shared/auction_shared/__pycache__/config.cpython-311.pyc",
+        "artifacts/report.txt",
+        "deploy/k8s/gateway.yaml",
+    ):
         assert manifests.dockerignored(path), f"{path} would be sent into the build"
     for path in ("requirements.txt", "shared/auction_shared/config.py", "deploy/migrations/001_users.sql"):
         assert not manifests.dockerignored(path), f"{path} is needed by the build"

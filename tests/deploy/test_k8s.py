@@ -1,4 +1,5 @@
 """deploy/k8s: valid by Kubernetes' own schemas, and complete for the code as it is."""
+
 from __future__ import annotations
 
 import copy
@@ -19,9 +20,22 @@ SECRET_EXAMPLE = "secret.example.yaml"
 # What the RabbitMQ Cluster Operator's v1beta1 RabbitmqCluster spec accepts at its top level
 # (its API reference); a key outside it is a typo the operator would reject.
 RABBITMQ_CLUSTER_SPEC_KEYS = {
-    "replicas", "image", "imagePullSecrets", "service", "persistence", "resources", "affinity",
-    "tolerations", "rabbitmq", "tls", "override", "skipPostDeploySteps",
-    "terminationGracePeriodSeconds", "delayStartSeconds", "secretBackend", "autoEnableAllFeatureFlags",
+    "replicas",
+    "image",
+    "imagePullSecrets",
+    "service",
+    "persistence",
+    "resources",
+    "affinity",
+    "tolerations",
+    "rabbitmq",
+    "tls",
+    "override",
+    "skipPostDeploySteps",
+    "terminationGracePeriodSeconds",
+    "delayStartSeconds",
+    "secretBackend",
+    "autoEnableAllFeatureFlags",
 }
 OPERATOR_USER_KEYS = {"username", "password", "host", "port", "provider", "type", "connection_string"}
 
@@ -89,8 +103,12 @@ def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
     assert len(kustomization["resources"]) == len(files), "a resource listed twice"
     namespace = manifests.k8s_kind("Namespace")
     assert list(namespace) == [kustomization["namespace"]]
-    used = {c["image"].split(":")[0] for _, d in documents() if d["kind"] in ("Deployment", "Job")
-            for c in containers(d)}
+    used = {
+        c["image"].split(":")[0]
+        for _, d in documents()
+        if d["kind"] in ("Deployment", "Job")
+        for c in containers(d)
+    }
     assert {i["name"] for i in kustomization["images"]} == used
 
 
@@ -111,8 +129,11 @@ def test_every_service_of_the_code_has_a_deployment_running_its_image(deployment
         assert "command" not in container and "args" not in container, "the image's CMD runs it"
     (job,) = manifests.k8s_kind("Job").values()
     (container,) = containers(job)
-    assert targets[container["image"].split(":")[0].removeprefix("auction-")].cmd == \
-        ["python", "-m", "auction_shared.migrate"]
+    assert targets[container["image"].split(":")[0].removeprefix("auction-")].cmd == [
+        "python",
+        "-m",
+        "auction_shared.migrate",
+    ]
     assert pod_spec(job)["restartPolicy"] in ("OnFailure", "Never")
 
 
@@ -279,7 +300,7 @@ def test_rabbitmq_is_a_three_node_operator_cluster_with_the_hash_exchange(rabbit
 def test_shard_queues_are_quorum_queues_in_the_code() -> None:
     """The manifests promise replicated shard queues; the services declare them so (broker.py)."""
     source = (codebase.SHARED / "auction_shared" / "broker.py").read_text()
-    declaration = source[source.index("for name in topology.shard_queues"):]
+    declaration = source[source.index("for name in topology.shard_queues") :]
     declaration = declaration[: declaration.index("shards.append")]
     assert '"x-queue-type": "quorum"' in declaration
     assert '"x-single-active-consumer": True' in declaration

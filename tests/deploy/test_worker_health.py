@@ -1,4 +1,5 @@
 """The bid-worker's optional /health (WORKER_HEALTH_PORT), which the compose and k8s probes call."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Fixtures of the live-update tests: one stack with a bid-worker, shared by this folder's tests."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

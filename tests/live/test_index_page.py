@@ -3,6 +3,7 @@ a person signs up, sees an offer created through the API appear without a reload
 the price move; the seller, in another browser, accepts the bid and both pages show it sold.
 Screenshots land in artifacts/ for a human to look at.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -18,8 +19,12 @@ from tests.support.processes import ROOT, Stack
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox: CI runs as root; the rest keeps Chromium from reaching out to the network at all.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 ARTIFACTS = ROOT / "artifacts"
 WAIT_MS = 20_000  # a generous deadline for each thing the page must show, not a speed requirement
@@ -81,7 +86,9 @@ async def test_a_person_sees_a_new_offer_live_bids_and_the_seller_accepts(
             token = (await resp.json())["token"]
         title = f"Swiss Shales {uuid.uuid4().hex[:4]}"
         async with http.post(
-            f"{base}/v1/offer", json={"title": title, "bid_price": 10}, headers={"Authorization": f"Bearer {token}"}
+            f"{base}/v1/offer",
+            json={"title": title, "bid_price": 10},
+            headers={"Authorization": f"Bearer {token}"},
         ) as resp:
             assert resp.status == 201, await resp.text()
             offer = await resp.json()
@@ -116,4 +123,3 @@ async def test_a_person_sees_a_new_offer_live_bids_and_the_seller_accepts(
     await page.screenshot(path=str(ARTIFACTS / "index-bidder.png"), full_page=True)
     await seller_page.screenshot(path=str(ARTIFACTS / "index-seller.png"), full_page=True)
     assert problems == []
-

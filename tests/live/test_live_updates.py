@@ -3,6 +3,7 @@
 Absence is proved without timing: frames reach a socket in the order its gateway handled the events,
 so once a later marker event has arrived, an earlier event that was meant for the socket has too.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -106,7 +107,10 @@ async def test_subscribers_and_only_they_follow_an_offers_price_and_its_sale(liv
         return w
 
     x_on_a, x_on_b, y_on_a, nothing_on_b = (
-        await watcher(a, x["id"]), await watcher(b, x["id"]), await watcher(a, y["id"]), await watcher(b)
+        await watcher(a, x["id"]),
+        await watcher(b, x["id"]),
+        await watcher(a, y["id"]),
+        await watcher(b),
     )
     left_x = await watcher(a, x["id"])
     assert (await left_x.request("unsubscribe", "unsubscribed", offer_id=x["id"]))["event"] == "unsubscribed"
@@ -157,7 +161,9 @@ class EventPublisher:
         await self._connection.close()
 
     async def publish(self, event: Event) -> None:
-        await self._exchange.publish(aio_pika.Message(event.encode(), message_id=event.id), routing_key=str(event.type))
+        await self._exchange.publish(
+            aio_pika.Message(event.encode(), message_id=event.id), routing_key=str(event.type)
+        )
 
 
 def big_offer_created(i: int) -> Event:
@@ -170,7 +176,9 @@ async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_ever
     # timeout from dropping the silent socket first.
     gateway, port = live.stack.start_gateway("gateway-slow", WS_CLIENT_QUEUE="16", WS_HEARTBEAT_SECONDS="300")
     try:
-        await _slow_watcher_is_closed_and_the_others_get_everything(gateway, f"http://127.0.0.1:{port}", http, settings)
+        await _slow_watcher_is_closed_and_the_others_get_everything(
+            gateway, f"http://127.0.0.1:{port}", http, settings
+        )
     finally:
         gateway.terminate()
 

@@ -1,4 +1,5 @@
 """Fixtures for bid pipeline tests: an in-process worker and a raw publisher on the test broker."""
+
 from __future__ import annotations
 
 import uuid
@@ -68,11 +69,17 @@ async def raw_channel(settings: Settings) -> AsyncIterator[aio_pika.abc.Abstract
     await connection.close()
 
 
-async def publish_raw(channel, settings: Settings, body: bytes, offer_id: str, message_id: str | None = None) -> None:
+async def publish_raw(
+    channel, settings: Settings, body: bytes, offer_id: str, message_id: str | None = None
+) -> None:
     exchange = await channel.get_exchange(Topology.from_settings(settings).events_exchange)
     await exchange.publish(
-        aio_pika.Message(body, headers={"offer_id": offer_id}, message_id=message_id,
-                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        aio_pika.Message(
+            body,
+            headers={"offer_id": offer_id},
+            message_id=message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        ),
         routing_key="bid.placed",
         mandatory=True,
     )

@@ -1,4 +1,5 @@
 """Bad input to POST /v1/bid and PUT /v1/bid/{id}: always a 4xx problem, never a 5xx, nothing queued."""
+
 from __future__ import annotations
 
 import uuid
@@ -56,7 +57,9 @@ async def test_bad_bid_bodies(bids_client, target, body, status):
     assert resp.status == status
     assert resp.content_type == "application/problem+json"
     assert (await resp.json())["status"] == status
-    ok = await bids_client.post("/v1/bid", json={"bid_price": 2, "offer_id": offer["id"]}, headers=bidder.headers)
+    ok = await bids_client.post(
+        "/v1/bid", json={"bid_price": 2, "offer_id": offer["id"]}, headers=bidder.headers
+    )
     assert ok.status == 202
 
 
@@ -72,12 +75,15 @@ async def test_bad_raw_bid_bodies(bids_client, target, raw, status):
 async def test_wrong_content_type_and_oversized_bid_body(bids_client, target):
     offer, bidder = target
     resp = await bids_client.post(
-        "/v1/bid", data=f'{{"bid_price": 2, "offer_id": "{offer["id"]}"}}',
+        "/v1/bid",
+        data=f'{{"bid_price": 2, "offer_id": "{offer["id"]}"}}',
         headers={**bidder.headers, "Content-Type": "text/plain"},
     )
     assert resp.status == 415 and resp.content_type == "application/problem+json"
     huge = b'{"bid_price": 2, "offer_id": "' + b"x" * 70_000 + b'"}'
-    resp = await bids_client.post("/v1/bid", data=huge, headers={**bidder.headers, "Content-Type": "application/json"})
+    resp = await bids_client.post(
+        "/v1/bid", data=huge, headers={**bidder.headers, "Content-Type": "application/json"}
+    )
     assert resp.status == 413 and resp.content_type == "application/problem+json"
 
 
@@ -85,7 +91,8 @@ async def test_wrong_content_type_and_oversized_bid_body(bids_client, target):
 async def test_bad_idempotency_keys(bids_client, target, key):
     offer, bidder = target
     resp = await bids_client.post(
-        "/v1/bid", json={"bid_price": 2, "offer_id": offer["id"]},
+        "/v1/bid",
+        json={"bid_price": 2, "offer_id": offer["id"]},
         headers={**bidder.headers, "Idempotency-Key": key},
     )
     assert resp.status == 400 and resp.content_type == "application/problem+json"
@@ -104,6 +111,8 @@ async def test_bad_accept_targets(offers_client, make_user, bid_id, status):
 async def test_accept_ignores_any_body(offers_client, make_user):
     owner = await make_user("own")
     resp = await offers_client.put(
-        f"/v1/bid/{uuid.uuid4()}", data=b"{not json", headers={**owner.headers, "Content-Type": "application/json"}
+        f"/v1/bid/{uuid.uuid4()}",
+        data=b"{not json",
+        headers={**owner.headers, "Content-Type": "application/json"},
     )
     assert resp.status == 404 and resp.content_type == "application/problem+json"

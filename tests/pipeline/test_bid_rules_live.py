@@ -1,4 +1,5 @@
 """Bid intake, the worker and the sale through the real apps, broker and database."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,9 @@ async def processed(bids_client, who, bid_id, settings):
     return await resp.json()
 
 
-async def test_a_higher_bid_leads_and_the_previous_leader_is_outbid(worker, offers_client, bids_client, make_user, settings):
+async def test_a_higher_bid_leads_and_the_previous_leader_is_outbid(
+    worker, offers_client, bids_client, make_user, settings
+):
     owner, alice, bob = await make_user("own"), await make_user("alice"), await make_user("bob")
     offer = await create_offer(offers_client, owner, bid_price=10)
     status, first = await place(bids_client, alice, offer["id"], 11.5)
@@ -55,7 +58,11 @@ async def test_a_higher_bid_leads_and_the_previous_leader_is_outbid(worker, offe
     assert now["bid_price"] == 12 and now["highest_bidder"] == bob.username and now["bid_count"] == 3
     resp = await bids_client.get(f"/v1/offer/{offer['id']}/bids", headers=alice.headers)
     listed = await resp.json()
-    assert [b["id"] for b in listed] == [second["id"], equal["id"], first["id"]]  # highest first, ties by order
+    assert [b["id"] for b in listed] == [
+        second["id"],
+        equal["id"],
+        first["id"],
+    ]  # highest first, ties by order
     assert resp.headers["X-Total-Count"] == "3"
 
 
@@ -67,7 +74,9 @@ async def test_bidding_on_your_own_or_an_unknown_offer(bids_client, offers_clien
     assert (await place(bids_client, owner, "not-an-id", 20))[0] == 404
 
 
-async def test_accepting_a_bid_sells_the_offer_and_closes_it(worker, offers_client, bids_client, make_user, settings):
+async def test_accepting_a_bid_sells_the_offer_and_closes_it(
+    worker, offers_client, bids_client, make_user, settings
+):
     owner, alice, bob = await make_user("own"), await make_user("alice"), await make_user("bob")
     offer = await create_offer(offers_client, owner, bid_price=10)
     _, low = await place(bids_client, alice, offer["id"], 5)
@@ -94,22 +103,29 @@ async def test_accepting_a_bid_sells_the_offer_and_closes_it(worker, offers_clie
         return (await place(bids_client, alice, offer["id"], 100))[0] == 409
 
     await wait_until(intake_refuses, 10, "intake to refuse bids on a sold offer")
-    late = BidPlaced(uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "late", Decimal(500), datetime.now(timezone.utc))
+    late = BidPlaced(
+        uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "late", Decimal(500), datetime.now(timezone.utc)
+    )
     connection = await aio_pika.connect(settings.amqp_url)
     try:
-        await publish_raw(await connection.channel(publisher_confirms=True), settings,
-                          late.to_event().encode(), offer["id"])
+        await publish_raw(
+            await connection.channel(publisher_confirms=True), settings, late.to_event().encode(), offer["id"]
+        )
     finally:
         await connection.close()
     await wait_applied(settings.database_url, [str(late.bid_id)])
     states = await offer_states(settings.database_url, [offer["id"]])
-    assert states[offer["id"]]["bid_price"] == 15 and states[offer["id"]]["highest_bid_id"] == uuid.UUID(high["id"])
+    assert states[offer["id"]]["bid_price"] == 15 and states[offer["id"]]["highest_bid_id"] == uuid.UUID(
+        high["id"]
+    )
     resp = await bids_client.get(f"/v1/offer/{offer['id']}/bids", headers=owner.headers)
     rejected = [b for b in await resp.json() if b["id"] == str(late.bid_id)]
     assert rejected[0]["status"] == "rejected" and rejected[0]["reason"] == "offer_closed"
 
 
-async def test_an_outbid_bid_can_be_accepted_but_a_pending_one_is_not_found(worker_control, offers_client, bids_client, make_user, settings):
+async def test_an_outbid_bid_can_be_accepted_but_a_pending_one_is_not_found(
+    worker_control, offers_client, bids_client, make_user, settings
+):
     owner, alice = await make_user("own"), await make_user("alice")
     offer = await create_offer(offers_client, owner, bid_price=1)
     _, pending = await place(bids_client, alice, offer["id"], 2)
@@ -123,17 +139,27 @@ async def test_an_outbid_bid_can_be_accepted_but_a_pending_one_is_not_found(work
     assert resp.status == 200 and (await resp.json())["accepted"] is True
 
 
-async def test_bids_after_the_lifetime_are_rejected(worker_control, raw_channel, offers_client, bids_client, make_user, settings):
+async def test_bids_after_the_lifetime_are_rejected(
+    worker_control, raw_channel, offers_client, bids_client, make_user, settings
+):
     owner, alice = await make_user("own"), await make_user("alice")
     offer = await create_offer(offers_client, owner, bid_price=1, lifetime=1)
     assert offer["ends_at"] is not None and offer["lifetime"] == 1
     ends_at = datetime.fromisoformat(offer["ends_at"])
     assert ends_at == datetime.fromisoformat(offer["go_live"]) + timedelta(seconds=1)
     # A bid placed while the offer was open (as intake would have queued it), processed after the end.
-    in_time = BidPlaced(uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), alice.username, Decimal(5),
-                        datetime.fromisoformat(offer["go_live"]))
+    in_time = BidPlaced(
+        uuid.uuid4(),
+        uuid.UUID(offer["id"]),
+        uuid.uuid4(),
+        alice.username,
+        Decimal(5),
+        datetime.fromisoformat(offer["go_live"]),
+    )
     await publish_raw(raw_channel, settings, in_time.to_event().encode(), offer["id"])
-    await wait_until(lambda: datetime.now(timezone.utc) > ends_at + timedelta(milliseconds=200), 10, "offer end")
+    await wait_until(
+        lambda: datetime.now(timezone.utc) > ends_at + timedelta(milliseconds=200), 10, "offer end"
+    )
     await worker_control.start()
     await wait_applied(settings.database_url, [str(in_time.bid_id)])
     resp = await bids_client.get(f"/v1/bid/{in_time.bid_id}", headers=owner.headers)
@@ -144,7 +170,9 @@ async def test_bids_after_the_lifetime_are_rejected(worker_control, raw_channel,
     assert status == 409 and problem["status"] == 409 and "closed" in problem["detail"]
 
 
-async def test_bids_before_go_live_are_rejected_not_live(worker, offers_client, bids_client, make_user, settings):
+async def test_bids_before_go_live_are_rejected_not_live(
+    worker, offers_client, bids_client, make_user, settings
+):
     owner, alice = await make_user("own"), await make_user("alice")
     go_live = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(microsecond=0)
     offer = await create_offer(offers_client, owner, bid_price=1, go_live=go_live.isoformat())
@@ -156,7 +184,9 @@ async def test_bids_before_go_live_are_rejected_not_live(worker, offers_client, 
     assert states[offer["id"]]["bid_price"] == 1 and states[offer["id"]]["bid_count"] == 1
 
 
-async def test_idempotency_key_returns_the_first_bid_and_queues_nothing_new(worker, offers_client, bids_client, make_user, settings):
+async def test_idempotency_key_returns_the_first_bid_and_queues_nothing_new(
+    worker, offers_client, bids_client, make_user, settings
+):
     owner, alice, bob = await make_user("own"), await make_user("alice"), await make_user("bob")
     offer = await create_offer(offers_client, owner, bid_price=1)
     s1, first = await place(bids_client, alice, offer["id"], 5, **{"Idempotency-Key": "k-1"})
@@ -172,7 +202,9 @@ async def test_idempotency_key_returns_the_first_bid_and_queues_nothing_new(work
     assert states[offer["id"]]["bid_count"] == 3
 
 
-async def test_a_bid_is_visible_to_its_bidder_and_the_offer_owner_only(worker, offers_client, bids_client, make_user, settings):
+async def test_a_bid_is_visible_to_its_bidder_and_the_offer_owner_only(
+    worker, offers_client, bids_client, make_user, settings
+):
     owner, alice, eve = await make_user("own"), await make_user("alice"), await make_user("eve")
     offer = await create_offer(offers_client, owner)
     _, bid = await place(bids_client, alice, offer["id"], 50)
@@ -183,17 +215,28 @@ async def test_a_bid_is_visible_to_its_bidder_and_the_offer_owner_only(worker, o
     assert resp.status == 404 and resp.content_type == "application/problem+json"
 
 
-async def test_the_same_message_delivered_twice_changes_nothing_the_second_time(worker, raw_channel, offers_client, make_user, settings):
+async def test_the_same_message_delivered_twice_changes_nothing_the_second_time(
+    worker, raw_channel, offers_client, make_user, settings
+):
     owner = await make_user("own")
     offer = await create_offer(offers_client, owner, bid_price=1)
-    bid = BidPlaced(uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "twice", Decimal("9.99"), datetime.now(timezone.utc))
+    bid = BidPlaced(
+        uuid.uuid4(),
+        uuid.UUID(offer["id"]),
+        uuid.uuid4(),
+        "twice",
+        Decimal("9.99"),
+        datetime.now(timezone.utc),
+    )
     body = bid.to_event().encode()
     await publish_raw(raw_channel, settings, body, offer["id"], str(bid.bid_id))
     await wait_applied(settings.database_url, [str(bid.bid_id)])
     before = (await offer_states(settings.database_url, [offer["id"]]))[offer["id"]]
     # The copy, then a sentinel behind it on the same offer (same shard, same order).
     await publish_raw(raw_channel, settings, body, offer["id"], str(bid.bid_id))
-    sentinel = BidPlaced(uuid.uuid4(), bid.offer_id, uuid.uuid4(), "sentinel", Decimal("1.00"), datetime.now(timezone.utc))
+    sentinel = BidPlaced(
+        uuid.uuid4(), bid.offer_id, uuid.uuid4(), "sentinel", Decimal("1.00"), datetime.now(timezone.utc)
+    )
     await publish_raw(raw_channel, settings, sentinel.to_event().encode(), offer["id"])
     await wait_applied(settings.database_url, [str(sentinel.bid_id)])
     after = (await offer_states(settings.database_url, [offer["id"]]))[offer["id"]]
@@ -201,13 +244,24 @@ async def test_the_same_message_delivered_twice_changes_nothing_the_second_time(
     assert after["bid_price"] == Decimal("9.99") and after["highest_bid_id"] == bid.bid_id
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"id": "x", "type": "bid.placed"}', b'{"id":"1","type":"bid.placed","occurred_at":"t","data":{"bid_price":"-1"}}'])
-async def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_worker_goes_on(worker, raw_channel, offers_client, make_user, settings, body):
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"id": "x", "type": "bid.placed"}',
+        b'{"id":"1","type":"bid.placed","occurred_at":"t","data":{"bid_price":"-1"}}',
+    ],
+)
+async def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_worker_goes_on(
+    worker, raw_channel, offers_client, make_user, settings, body
+):
     owner = await make_user("own")
     offer = await create_offer(offers_client, owner, bid_price=1)
     marker = uuid.uuid4().hex
     await publish_raw(raw_channel, settings, body, offer["id"], message_id=marker)
-    after = BidPlaced(uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "after", Decimal(2), datetime.now(timezone.utc))
+    after = BidPlaced(
+        uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "after", Decimal(2), datetime.now(timezone.utc)
+    )
     await publish_raw(raw_channel, settings, after.to_event().encode(), offer["id"])
     await wait_applied(settings.database_url, [str(after.bid_id)])
 

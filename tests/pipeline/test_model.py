@@ -1,4 +1,5 @@
 """Many users bid concurrently through the gateway: the result equals the sequential model."""
+
 from __future__ import annotations
 
 import random
@@ -24,8 +25,7 @@ async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings)
         offers = [await api.create_offer(owner, bid_price=5) for _ in range(OFFERS)]
         # Prices from a small set, so equal bids (ties) happen often.
         plan = [
-            (rng.choice(bidders), rng.choice(offers)["id"], rng.choice(range(1, 81)) / 2)
-            for _ in range(BIDS)
+            (rng.choice(bidders), rng.choice(offers)["id"], rng.choice(range(1, 81)) / 2) for _ in range(BIDS)
         ]
         accepted = await place_concurrently(api, plan, concurrency=60)
         assert len(accepted) == BIDS

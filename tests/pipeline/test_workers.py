@@ -1,4 +1,5 @@
 """Several real worker processes: mutual exclusion per offer, queue order across hand-overs, failover."""
+
 from __future__ import annotations
 
 import asyncio
@@ -75,7 +76,9 @@ async def test_two_workers_never_apply_one_offer_at_once_and_keep_queue_order(st
         api = Api(session, stack.gateway_url)
         owner, *bidders = await api.accounts(11, "pair")
         offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFERS)]
-        accepted = await stream_bids(api, bidders, offers, total=2400, waves=12, rng=rng, between_waves=hand_over)
+        accepted = await stream_bids(
+            api, bidders, offers, total=2400, waves=12, rng=rng, between_waves=hand_over
+        )
         await check_against_model(settings, tap, offers, accepted)
 
     batches = read_audit(audits)
@@ -87,7 +90,9 @@ async def test_two_workers_never_apply_one_offer_at_once_and_keep_queue_order(st
             ids[offer_id].append(bid_id)
         for offer_id, bid_ids in ids.items():
             if offer_id in mine:
-                by_offer[offer_id].append((batch["locked_at"], batch["committed_at"], batch["worker"], bid_ids))
+                by_offer[offer_id].append(
+                    (batch["locked_at"], batch["committed_at"], batch["worker"], bid_ids)
+                )
     workers_seen = {w for spans in by_offer.values() for _, _, w, _ in spans}
     assert len(workers_seen) >= 2, f"only {workers_seen} applied bids: the test did not exercise two workers"
     for offer_id, spans in by_offer.items():

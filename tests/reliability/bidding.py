@@ -1,4 +1,5 @@
 """A steady stream of bids during a fault, and the check that the end state is the sequential model's."""
+
 from __future__ import annotations
 
 import asyncio
@@ -68,7 +69,9 @@ class BidStream:
         await wait_until(ready, timeout, what, interval=0.02)
 
 
-async def bidders_and_offers(client: Api, bidders: int, offers: int) -> tuple[list[Account], dict[str, Decimal]]:
+async def bidders_and_offers(
+    client: Api, bidders: int, offers: int
+) -> tuple[list[Account], dict[str, Decimal]]:
     """Fresh bidders, and fresh offers of a fresh seller each starting at 5.00 (the model's start)."""
     seller = await client.account("seller")
     who = [await client.account("bidder") for _ in range(bidders)]
@@ -86,16 +89,21 @@ def queue_order(tap: EventTap) -> dict[str, list[ModelBid]]:
     return order
 
 
-async def wait_applied(settings: Settings, offers: dict[str, Decimal], tap: EventTap, accepted: list[str],
-                       timeout: float = 60.0) -> None:
+async def wait_applied(
+    settings: Settings, offers: dict[str, Decimal], tap: EventTap, accepted: list[str], timeout: float = 60.0
+) -> None:
     """Wait until the tap saw every 202 bid and the database holds as many bids as the tap saw."""
-    await wait_until(lambda: set(accepted) <= {e.id for e in tap.events}, 30,
-                     "every 202 bid to reach the broker")
+    await wait_until(
+        lambda: set(accepted) <= {e.id for e in tap.events}, 30, "every 202 bid to reach the broker"
+    )
     queued = {b.id for bids in queue_order(tap).values() for b in bids}
 
     async def applied() -> bool:
-        rows = await fetch(settings.database_url, "SELECT count(*) AS n FROM bids WHERE offer_id = ANY($1::uuid[])",
-                           [uuid.UUID(o) for o in offers])
+        rows = await fetch(
+            settings.database_url,
+            "SELECT count(*) AS n FROM bids WHERE offer_id = ANY($1::uuid[])",
+            [uuid.UUID(o) for o in offers],
+        )
         return rows[0]["n"] >= len(queued)
 
     await wait_until(applied, timeout, f"all {len(queued)} queued bids to be applied")

@@ -3,6 +3,7 @@
 One stack for the whole package (starting four processes costs seconds on this machine); each test ends
 with both proxies restored and every service healthy again, and stops the workers it started.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,7 +67,9 @@ def database_proxy(settings: Settings) -> Iterator[FaultProxy]:
 
 @pytest.fixture(scope="package")
 def faulty_stack(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory, broker_proxy: FaultProxy,
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    broker_proxy: FaultProxy,
     database_proxy: FaultProxy,
 ) -> Iterator[Stack]:
     """auth, offers, bids and gateway as processes whose RabbitMQ and Postgres go through the proxies."""

@@ -1,4 +1,5 @@
 """What the fault tests look at besides the public API: /health answers and the real database."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """A test's own queue on the events exchange: what the broker really delivered, in queue order."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """RabbitMQ cut under real service processes: offers keep coming, no event and no 202 bid is lost."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,27 +62,37 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
         async with EventTap(settings, "offer.created") as tap:
             await create(3)
             broker_proxy.cut()
-            await wait_until(lambda: health_says(client, offers_port, 503, rabbitmq="down", postgres="up"),
-                             20, "offers /health to say rabbitmq is down")
+            await wait_until(
+                lambda: health_says(client, offers_port, 503, rabbitmq="down", postgres="up"),
+                20,
+                "offers /health to say rabbitmq is down",
+            )
             await create(10)  # the outbox holds their events; the answer does not wait for the broker
             # Bid intake cannot queue a bid durably: a 503 problem at once, not a 500 or a hang.
             status, body = await client.bid(bidder, created[-1], 99)
             assert status == 503, body
             assert body["status"] == 503 and "retry" in body["detail"]
             assert await health_says(client, bids_port, 503, rabbitmq="down", postgres="up")
-            assert await health_says(client, faulty_stack.ports["gateway"], 503, offers="down", bids="down",
-                                     auth="up")
+            assert await health_says(
+                client, faulty_stack.ports["gateway"], 503, offers="down", bids="down", auth="up"
+            )
 
             broker_proxy.restore()
             for port in (offers_port, bids_port):
                 await wait_until(partial(health_says, client, port, 200), 20, "offers and bids to reconnect")
             await create(3)
-            await wait_until(lambda: set(created) <= set(tap.event_ids_by_subject()), 30,
-                             "every offer.created to reach the broker after the restore")
+            await wait_until(
+                lambda: set(created) <= set(tap.event_ids_by_subject()),
+                30,
+                "every offer.created to reach the broker after the restore",
+            )
             status, body = await client.bid(bidder, created[-1], 99)
             assert status == 202, body
-        await wait_until(lambda: set(created) <= set(watcher.offer_ids), 30,
-                         "every offerCreated to reach the WebSocket client")
+        await wait_until(
+            lambda: set(created) <= set(watcher.offer_ids),
+            30,
+            "every offerCreated to reach the WebSocket client",
+        )
     finally:
         await watcher.close()
 

@@ -1,4 +1,5 @@
 """The worst moment: the active bid-worker is killed (-9) as RabbitMQ drops, under a steady stream."""
+
 from __future__ import annotations
 
 from auction_shared.config import Settings

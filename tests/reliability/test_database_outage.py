@@ -1,4 +1,5 @@
 """PostgreSQL cut or stalled under real service processes: 503s within a bound, then recovery on its own."""
+
 from __future__ import annotations
 
 import time
@@ -20,7 +21,9 @@ from tests.support.waiting import wait_until
 ANSWER_BOUND = 3 * float(DEPENDENCY_TIMEOUT) + 5
 
 
-async def _every_route_says_503(client: Api, seller: Account, offer_id: str, only: tuple[str, ...] = ()) -> None:
+async def _every_route_says_503(
+    client: Api, seller: Account, offer_id: str, only: tuple[str, ...] = ()
+) -> None:
     """Each call (or those whose path starts with one of `only`, one per service) answers 503 in time."""
     calls = [
         ("POST", "/v1/login", {"json": {"username": seller.username, "password": "whatever"}}),
@@ -47,12 +50,21 @@ async def _every_route_says_503(client: Api, seller: Account, offer_id: str, onl
 async def _say_postgres_is_down(client: Api, stack: Stack, *names: str) -> None:
     """Wait until each of `names` answers /health 503 with postgres down."""
     for name in names:
-        await wait_until(partial(health_says, client, stack.ports[name], 503, postgres="down"), 20,
-                         f"{name} /health to say postgres is down")
+        await wait_until(
+            partial(health_says, client, stack.ports[name], 503, postgres="down"),
+            20,
+            f"{name} /health to say postgres is down",
+        )
 
 
-async def _recover(client: Api, stack: Stack, database_proxy: FaultProxy, names: tuple[str, ...],
-                   seller: Account, offer_id: str) -> None:
+async def _recover(
+    client: Api,
+    stack: Stack,
+    database_proxy: FaultProxy,
+    names: tuple[str, ...],
+    seller: Account,
+    offer_id: str,
+) -> None:
     """Restore Postgres and wait until `names` say they are healthy again."""
     database_proxy.restore()
     for name in names:
@@ -72,8 +84,10 @@ async def test_services_answer_503_while_postgres_is_cut_and_recover_on_their_ow
     assert await health_says(client, faulty_stack.ports["gateway"], 503, auth="down")
     await _every_route_says_503(client, seller, offer["id"])
 
-    await _recover(client, faulty_stack, database_proxy, ("auth", "offers", "bids", "gateway"), seller, offer["id"])
-    assert (await client.account("after"))
+    await _recover(
+        client, faulty_stack, database_proxy, ("auth", "offers", "bids", "gateway"), seller, offer["id"]
+    )
+    assert await client.account("after")
 
 
 async def test_a_stalled_postgres_gives_503_within_the_dependency_timeout_not_a_hang(
@@ -92,9 +106,7 @@ async def test_bids_wait_in_their_queues_while_the_workers_database_is_cut(
     settings: Settings, faulty_stack: Stack, client: Api
 ) -> None:
     with proxy_for(settings.database_url) as worker_db:
-        faulty_stack.start_worker(
-            "rel-db-worker", DATABASE_URL=worker_db.url_for(settings.database_url)
-        )
+        faulty_stack.start_worker("rel-db-worker", DATABASE_URL=worker_db.url_for(settings.database_url))
         seller = await client.account("seller")
         bidders = [await client.account("bidder") for _ in range(2)]
         offer = await client.create_offer(seller, bid_price=1)
@@ -115,26 +127,40 @@ async def test_bids_wait_in_their_queues_while_the_workers_database_is_cut(
         await bid_in_turn(10, 1)
         worker_db.cut()
         waiting = await bid_in_turn(40, 2)
-        rows = await fetch(settings.database_url, "SELECT id FROM bids WHERE id = ANY($1::uuid[])",
-                           [uuid.UUID(b) for b in waiting])
+        rows = await fetch(
+            settings.database_url,
+            "SELECT id FROM bids WHERE id = ANY($1::uuid[])",
+            [uuid.UUID(b) for b in waiting],
+        )
         assert rows == []  # queued, not applied, while the worker cannot reach Postgres
         worker_db.restore()
         all_ids = [uuid.UUID(b.id) for b in placed]
 
         async def all_applied() -> bool:
-            rows = await fetch(settings.database_url, "SELECT count(*) AS n FROM bids WHERE id = ANY($1::uuid[])",
-                               all_ids)
+            rows = await fetch(
+                settings.database_url, "SELECT count(*) AS n FROM bids WHERE id = ANY($1::uuid[])", all_ids
+            )
             return rows[0]["n"] == len(all_ids)
 
         await wait_until(all_applied, 60, "the queued bids to be applied after the restore")
 
     model = run_model(Decimal("1.00"), placed)
-    state = (await fetch(settings.database_url,
-                         "SELECT bid_price, highest_bid_id, bid_count FROM offers WHERE id = $1",
-                         uuid.UUID(offer["id"])))[0]
+    state = (
+        await fetch(
+            settings.database_url,
+            "SELECT bid_price, highest_bid_id, bid_count FROM offers WHERE id = $1",
+            uuid.UUID(offer["id"]),
+        )
+    )[0]
     assert state["bid_count"] == model.count == len(placed)
     assert state["bid_price"] == model.price
     assert str(state["highest_bid_id"]) == model.leader
-    statuses = {str(r["id"]): (r["status"], r["reason"]) for r in await fetch(
-        settings.database_url, "SELECT id, status, reason FROM bids WHERE offer_id = $1", uuid.UUID(offer["id"]))}
+    statuses = {
+        str(r["id"]): (r["status"], r["reason"])
+        for r in await fetch(
+            settings.database_url,
+            "SELECT id, status, reason FROM bids WHERE offer_id = $1",
+            uuid.UUID(offer["id"]),
+        )
+    }
     assert statuses == {b.id: (model.status[b.id], model.reason[b.id]) for b in placed}

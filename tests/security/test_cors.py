@@ -1,4 +1,5 @@
 """CORS at the gateway: only origins listed in CORS_ORIGINS get preflights answered and may read answers."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -40,7 +41,9 @@ async def test_a_listed_origin_gets_its_preflight_answered(aiohttp_client, setti
         assert "Access-Control-Allow-Credentials" not in resp.headers  # tokens, not cookies
 
 
-async def test_an_unlisted_origin_gets_no_preflight_and_no_allow_origin(aiohttp_client, settings: Settings) -> None:
+async def test_an_unlisted_origin_gets_no_preflight_and_no_allow_origin(
+    aiohttp_client, settings: Settings
+) -> None:
     client = await _gateway(aiohttp_client, settings, (SHOP,))
     resp = await client.options("/v1/offer", headers=preflight(ELSEWHERE))
     assert resp.status == 403
@@ -66,7 +69,9 @@ async def test_answers_to_a_listed_origin_carry_allow_origin_errors_included(
     assert "WWW-Authenticate" in resp.headers["Access-Control-Expose-Headers"]
 
 
-async def test_without_cors_origins_no_cross_origin_access_is_granted(aiohttp_client, settings: Settings) -> None:
+async def test_without_cors_origins_no_cross_origin_access_is_granted(
+    aiohttp_client, settings: Settings
+) -> None:
     client = await _gateway(aiohttp_client, settings, ())
     resp = await client.options("/v1/offer", headers=preflight(SHOP))
     assert resp.status == 403
@@ -95,9 +100,13 @@ async def test_a_plain_options_request_is_not_a_preflight(aiohttp_client, settin
     assert resp.content_type == "application/problem+json"
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("", ()), ("https://a.example", ("https://a.example",)),
-    (" https://a.example , https://b.example:8443 ", ("https://a.example", "https://b.example:8443")),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("", ()),
+        ("https://a.example", ("https://a.example",)),
+        (" https://a.example , https://b.example:8443 ", ("https://a.example", "https://b.example:8443")),
+    ],
+)
 def test_cors_origins_come_from_the_environment(raw: str, expected: tuple[str, ...]) -> None:
     assert Settings.from_env({"CORS_ORIGINS": raw}).cors_origins == expected

@@ -1,5 +1,6 @@
 """Logins: the same answer and the same bcrypt work for an unknown user and a wrong password, failed
 attempts limited per username and per client address, and the bcrypt cost set by BCRYPT_ROUNDS."""
+
 from __future__ import annotations
 
 import uuid
@@ -54,7 +55,9 @@ async def test_unknown_user_and_wrong_password_get_the_same_401_after_one_bcrypt
         before = len(checked)
         resp = await auth_client.post("/v1/login", json=body)
         assert len(checked) == before + 1, body
-        answers.append((resp.status, resp.headers.get("WWW-Authenticate"), resp.content_type, await resp.json()))
+        answers.append(
+            (resp.status, resp.headers.get("WWW-Authenticate"), resp.content_type, await resp.json())
+        )
     wrong_password, unknown_user = answers
     assert wrong_password == unknown_user
     assert wrong_password[0] == 401
@@ -62,11 +65,14 @@ async def test_unknown_user_and_wrong_password_get_the_same_401_after_one_bcrypt
     assert cost[0] == cost[1], "the decoy hash must cost what a real one costs"
 
 
-async def test_failed_logins_are_limited_per_username_with_429_and_retry_after(strict_auth: TestClient) -> None:
+async def test_failed_logins_are_limited_per_username_with_429_and_retry_after(
+    strict_auth: TestClient,
+) -> None:
     known = await signup(strict_auth)
     for attempt in range(LIMIT):
-        resp = await strict_auth.post("/v1/login", json=creds(known["username"]),
-                                      headers={"X-Forwarded-For": f"10.0.0.{attempt}"})
+        resp = await strict_auth.post(
+            "/v1/login", json=creds(known["username"]), headers={"X-Forwarded-For": f"10.0.0.{attempt}"}
+        )
         assert resp.status == 401
     # From yet another address, and even with the right password: the username is locked for now.
     resp = await strict_auth.post("/v1/login", json=known, headers={"X-Forwarded-For": "10.0.1.1"})
@@ -81,15 +87,18 @@ async def test_failed_logins_are_limited_per_username_with_429_and_retry_after(s
 
 async def test_failed_logins_are_limited_per_client_address(strict_auth: TestClient) -> None:
     for _ in range(LIMIT):
-        resp = await strict_auth.post("/v1/login", json=creds(f"guess_{uuid.uuid4().hex[:8]}"),
-                                      headers={"X-Forwarded-For": "192.0.2.7"})
+        resp = await strict_auth.post(
+            "/v1/login", json=creds(f"guess_{uuid.uuid4().hex[:8]}"), headers={"X-Forwarded-For": "192.0.2.7"}
+        )
         assert resp.status == 401
-    resp = await strict_auth.post("/v1/login", json=creds(f"guess_{uuid.uuid4().hex[:8]}"),
-                                  headers={"X-Forwarded-For": "192.0.2.7"})
+    resp = await strict_auth.post(
+        "/v1/login", json=creds(f"guess_{uuid.uuid4().hex[:8]}"), headers={"X-Forwarded-For": "192.0.2.7"}
+    )
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) >= 1
-    resp = await strict_auth.post("/v1/login", json=creds(f"guess_{uuid.uuid4().hex[:8]}"),
-                                  headers={"X-Forwarded-For": "192.0.2.8"})
+    resp = await strict_auth.post(
+        "/v1/login", json=creds(f"guess_{uuid.uuid4().hex[:8]}"), headers={"X-Forwarded-For": "192.0.2.8"}
+    )
     assert resp.status == 401  # another address still gets to try
 
 
@@ -101,7 +110,8 @@ async def test_through_the_gateway_a_forged_x_forwarded_for_does_not_escape_the_
         statuses = []
         for i in range(LIMIT + 1):
             resp = await world.gateway.post(
-                "/v1/login", json=creds(f"spray_{uuid.uuid4().hex[:8]}"),
+                "/v1/login",
+                json=creds(f"spray_{uuid.uuid4().hex[:8]}"),
                 headers={"X-Forwarded-For": f"203.0.113.{i}"},
             )
             statuses.append(resp.status)
@@ -116,7 +126,9 @@ def test_bcrypt_rounds_come_from_the_environment() -> None:
         Settings.from_env({"BCRYPT_ROUNDS": "3"})  # bcrypt's own minimum is 4
 
 
-async def test_stored_hashes_and_the_decoy_use_the_configured_cost(aiohttp_client, settings: Settings) -> None:
+async def test_stored_hashes_and_the_decoy_use_the_configured_cost(
+    aiohttp_client, settings: Settings
+) -> None:
     from auth.app import create_app
     from auth.handlers import HASHER
 

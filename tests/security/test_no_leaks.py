@@ -3,6 +3,7 @@
 Errors are forced for real: the services run against a database of their own whose tables and columns
 have been renamed or dropped, so every query fails inside asyncpg the way a bug or a bad migration would.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -20,9 +21,27 @@ from auction_shared.web import base_app
 from tests.support.inprocess import World, running_world
 
 # What must never reach a client.
-LEAKS = ("Traceback", 'File "', "asyncpg", "relation", "SELECT", "INSERT", "UPDATE", "FROM", "_gone",
-         "does not exist", "two failures", "password_hash", "line ")
-INTERNAL = {"type": "about:blank", "title": "Internal Server Error", "status": 500, "detail": "internal error"}
+LEAKS = (
+    "Traceback",
+    'File "',
+    "asyncpg",
+    "relation",
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "FROM",
+    "_gone",
+    "does not exist",
+    "two failures",
+    "password_hash",
+    "line ",
+)
+INTERNAL = {
+    "type": "about:blank",
+    "title": "Internal Server Error",
+    "status": 500,
+    "detail": "internal error",
+}
 
 
 def assert_no_leak(text: str) -> None:

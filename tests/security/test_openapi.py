@@ -1,5 +1,6 @@
 """The OpenAPI description: in step with the gateway's routes and the services' validation, and
 schemathesis finds no server error and no response that breaks it on a running stack."""
+
 from __future__ import annotations
 
 import re
@@ -18,10 +19,15 @@ METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 # Served by the gateway but not part of the API: the /index page's scripts and styles.
 NOT_API = {"/static"}
 # Checks of the schemathesis run: the server never fails, and every answer matches the description.
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_headers_conformance", "response_schema_conformance",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+)
 # Small enough to run in about a minute on two shared cores; a fixed seed keeps CI reproducible
 # (change it locally to explore further).
 MAX_EXAMPLES = "10"
@@ -61,7 +67,9 @@ def test_the_spec_lists_exactly_the_gateways_routes_and_methods(settings: Settin
 def test_the_spec_is_openapi_3_1_with_bearer_auth_on_every_v1_route_but_accounts(spec: dict) -> None:
     assert spec["openapi"].startswith("3.1")
     assert spec["components"]["securitySchemes"]["bearer"] == {
-        **spec["components"]["securitySchemes"]["bearer"], "type": "http", "scheme": "bearer",
+        **spec["components"]["securitySchemes"]["bearer"],
+        "type": "http",
+        "scheme": "bearer",
     }
     public = {"/v1/signup", "/v1/login", "/v1/stream"}  # the stream authenticates in its first message
     for path, item in spec["paths"].items():
@@ -88,7 +96,9 @@ def test_request_constraints_match_the_services_validation(spec: dict) -> None:
     offer = NewOffer.model_json_schema()["properties"]
     described = _schema(spec, "NewOffer")["properties"]
     assert (described["title"]["minLength"], described["title"]["maxLength"]) == (
-        offer["title"]["minLength"], offer["title"]["maxLength"])
+        offer["title"]["minLength"],
+        offer["title"]["maxLength"],
+    )
     assert described["lifetime"]["maximum"] == MAX_LIFETIME
     assert set(_schema(spec, "NewOffer")["required"]) == set(NewOffer.model_json_schema()["required"])
     sort_keys = next(p for p in spec["paths"]["/v1/offer"]["get"]["parameters"] if p["name"] == "sortKey")
@@ -123,16 +133,29 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_desc
     stack.start_worker("fuzz-worker")
     token = await _token(stack.gateway_url)
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{stack.gateway_url}/openapi.json",
-        "--header", f"Authorization: Bearer {token}",
-        "--checks", CHECKS,
-        "--max-examples", MAX_EXAMPLES,
-        "--seed", SEED,
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{stack.gateway_url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--seed",
+        SEED,
         # One worker: hypothesis parses lambda sources with ast, which CPython 3.11 cannot do from two
         # threads at once ("AST constructor recursion depth mismatch").
-        "--workers", "1",
-        "--request-timeout", "10",
-        "--report", "junit", "--report-dir", str(tmp_path),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
     ]
     try:
         # In tmp_path: schemathesis keeps a .schemathesis/ cache in its working directory.

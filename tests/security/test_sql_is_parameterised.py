@@ -4,6 +4,7 @@ Reads the source of every service and the shared package: an f-string, `%` or `.
 builds SQL may only interpolate module constants (column lists) and comprehension variables over
 them. The known exceptions are listed with the reason each is safe.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,7 +16,10 @@ from tests.support.processes import ROOT
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WHERE|VALUES|RETURNING)\b")
 # (file, name) -> why interpolating it is safe.
 ALLOWED = {
-    ("services/offers/offers/store.py", "sort"): "sort.column comes from rules.SORT_COLUMNS, a fixed whitelist",
+    (
+        "services/offers/offers/store.py",
+        "sort",
+    ): "sort.column comes from rules.SORT_COLUMNS, a fixed whitelist",
     ("services/offers/offers/store.py", "direction"): "either the literal ASC or DESC",
     ("shared/auction_shared/migrate.py", "ident"): "the configured database name, quoted as an identifier",
 }
@@ -31,13 +35,18 @@ def source_files() -> list[Path]:
 
 
 def _literal_text(node: ast.AST) -> str:
-    return " ".join(n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return " ".join(
+        n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
 
 
 def _free_names(expr: ast.AST) -> set[str]:
     bound = {
-        n.id for comp in ast.walk(expr) if isinstance(comp, ast.comprehension)
-        for n in ast.walk(comp.target) if isinstance(n, ast.Name)
+        n.id
+        for comp in ast.walk(expr)
+        if isinstance(comp, ast.comprehension)
+        for n in ast.walk(comp.target)
+        if isinstance(n, ast.Name)
     }
     return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} - bound
 
@@ -53,14 +62,19 @@ def unsafe_sql(source: str, relative: str) -> list[str]:
                         if not name.isupper() and (relative, name) not in ALLOWED:
                             problems.append(f"{relative}:{node.lineno} interpolates {name!r} into SQL")
         elif (
-            isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
-            and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Mod)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
             and SQL.search(node.left.value)
         ):
             problems.append(f"{relative}:{node.lineno} builds SQL with %")
         elif (
-            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
-            and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str)
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format"
+            and isinstance(node.func.value, ast.Constant)
+            and isinstance(node.func.value.value, str)
             and SQL.search(node.func.value.value)
         ):
             problems.append(f"{relative}:{node.lineno} builds SQL with .format()")
@@ -75,13 +89,13 @@ def test_no_sql_is_built_from_anything_but_constants() -> None:
 
 
 def test_the_check_catches_each_way_of_formatting_request_data_into_sql() -> None:
-    bad = '''
+    bad = """
 async def find(pool, username, offer_id, size):
     await pool.fetch(f"SELECT id FROM users WHERE username = '{username}'")
     await pool.fetch("SELECT * FROM offers WHERE id = '%s'" % offer_id)
     await pool.fetch("SELECT * FROM bids LIMIT {}".format(size))
     await pool.fetch(f"SELECT {', '.join(c for c in COLUMNS)} FROM offers WHERE id = $1", offer_id)
-'''
+"""
     found = unsafe_sql(bad, "example.py")
     assert len(found) == 3, found
     assert "interpolates 'username'" in found[0]

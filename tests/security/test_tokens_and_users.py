@@ -3,6 +3,7 @@
 The table of malformed, expired, unsigned and wrongly signed tokens on every route is
 tests/test_tokens.py; this adds real RS256 tokens, public-key confusion, and deleted or unknown users.
 """
+
 from __future__ import annotations
 
 import base64
@@ -65,30 +66,45 @@ def forged_tokens(secret: str, key: rsa.RSAPrivateKey, sub: str | None = None) -
         "RS256 signed with a real RSA key": jwt.encode(_for_user(), key, algorithm="RS256"),
         # Algorithm confusion: a verifier that took the alg from the header would check these with the
         # shared secret or with the RSA public key as an HMAC key.
-        "RS256 header, HMAC with the secret": _hmac_token({"alg": "RS256", "typ": "JWT"}, _for_user(), secret.encode()),
+        "RS256 header, HMAC with the secret": _hmac_token(
+            {"alg": "RS256", "typ": "JWT"}, _for_user(), secret.encode()
+        ),
         "HS256 keyed with the RSA public key": _hmac_token({"alg": "HS256", "typ": "JWT"}, _for_user(), pem),
-        "RS256 header, HMAC with the RSA public key": _hmac_token({"alg": "RS256", "typ": "JWT"}, _for_user(), pem),
+        "RS256 header, HMAC with the RSA public key": _hmac_token(
+            {"alg": "RS256", "typ": "JWT"}, _for_user(), pem
+        ),
         "wrong key": jwt.encode(_for_user(), "k" * 64, algorithm="HS256"),
         "alg none": jwt.encode(_for_user(), None, algorithm="none"),
         "no exp": jwt.encode({k: v for k, v in _for_user().items() if k != "exp"}, secret, algorithm="HS256"),
-        "expired": jwt.encode(_for_user(iat=int(time.time()) - 7200, exp=int(time.time()) - 3600), secret,
-                              algorithm="HS256"),
-        "issued in the future": jwt.encode(_for_user(iat=int(time.time()) + 3600, exp=int(time.time()) + 7200),
-                                           secret, algorithm="HS256"),
+        "expired": jwt.encode(
+            _for_user(iat=int(time.time()) - 7200, exp=int(time.time()) - 3600), secret, algorithm="HS256"
+        ),
+        "issued in the future": jwt.encode(
+            _for_user(iat=int(time.time()) + 3600, exp=int(time.time()) + 7200), secret, algorithm="HS256"
+        ),
     }
 
 
-def test_forged_tokens_are_refused_and_a_real_one_accepted(settings: Settings, rsa_key: rsa.RSAPrivateKey) -> None:
+def test_forged_tokens_are_refused_and_a_real_one_accepted(
+    settings: Settings, rsa_key: rsa.RSAPrivateKey
+) -> None:
     for name, token in forged_tokens(settings.jwt_secret, rsa_key).items():
         with pytest.raises(Problem) as refused:
             verify_token(settings.jwt_secret, token)
         assert refused.value.status == 401, name
     user_id = uuid.uuid4()
-    assert verify_token(settings.jwt_secret, issue_token(settings.jwt_secret, user_id, "alice", 60)).user_id == user_id
+    assert (
+        verify_token(settings.jwt_secret, issue_token(settings.jwt_secret, user_id, "alice", 60)).user_id
+        == user_id
+    )
 
 
 async def test_forged_tokens_get_401_from_each_service(
-    offers_client: TestClient, bids_client: TestClient, settings: Settings, rsa_key: rsa.RSAPrivateKey, make_user
+    offers_client: TestClient,
+    bids_client: TestClient,
+    settings: Settings,
+    rsa_key: rsa.RSAPrivateKey,
+    make_user,
 ) -> None:
     # A real user's id in every forged token, so only the signature or claims can be what is wrong.
     user = await make_user("victim")
@@ -175,7 +191,9 @@ async def test_requests_without_a_token_or_with_a_bad_one_are_left_to_the_handle
     aiohttp_client, settings: Settings
 ) -> None:
     # Public routes (signup, login, health) must not be refused for a stray or junk header.
-    app = web.Application(middlewares=[problem_middleware, known_user_middleware(settings.jwt_secret, KnownUsers())])
+    app = web.Application(
+        middlewares=[problem_middleware, known_user_middleware(settings.jwt_secret, KnownUsers())]
+    )
     app[DB_POOL] = NoDatabase()  # type: ignore[assignment]
 
     async def public(request: web.Request) -> web.Response:

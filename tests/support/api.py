@@ -1,4 +1,5 @@
 """A small client of the public API for tests that drive a running gateway; every call is bounded."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """A throwaway world for one test run: its own database, broker names and secret."""
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,7 @@ It runs its own event loop in a background thread, so it serves subprocess servi
 inside the test's loop, and its methods are plain blocking calls usable from sync or async tests.
 The machine's real servers stay up for everyone else: only the connections through the proxy suffer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,9 @@ class FaultProxy:
         self.port = free_port()
         self.connections_made = 0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"faultproxy:{self.port}",
-                                         daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"faultproxy:{self.port}", daemon=True
+        )
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing: asyncio.Event | None = None
@@ -94,9 +96,7 @@ class FaultProxy:
 
     async def _listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(
-                self._serve, "127.0.0.1", self.port, reuse_address=True
-            )
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
 
     async def _cut(self) -> None:
         if self._server is not None:

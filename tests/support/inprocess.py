@@ -1,4 +1,5 @@
 """auth, offers, bids and a gateway in front of them, all on test servers inside the test's process."""
+
 from __future__ import annotations
 
 import uuid

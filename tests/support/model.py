@@ -3,6 +3,7 @@
 Given every bid of an offer in the order the offer's queue held them, compute what the offer and each
 bid must look like once all are processed: the model test compares the database with this.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Tools for bid pipeline tests: a tap on the broker that sees queue order, and database probes."""
+
 from __future__ import annotations
 
 import uuid
@@ -61,8 +62,11 @@ async def wait_applied(database_url: str, bid_ids: Iterable[str], timeout: float
     ids = [uuid.UUID(b) for b in bid_ids]
     conn = await asyncpg.connect(database_url)
     try:
+
         async def all_there() -> bool:
-            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids) == len(ids)
+            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids) == len(
+                ids
+            )
 
         async def count() -> int:
             return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids)

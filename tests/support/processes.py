@@ -1,4 +1,5 @@
 """Real service processes for end-to-end tests: start on a free port, wait until ready, kill."""
+
 from __future__ import annotations
 
 import signal
@@ -29,7 +30,10 @@ class ServiceProcess:
         full_env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module], env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
 
@@ -98,8 +102,10 @@ class Stack:
         self.ports["gateway"] = free_port()
         env = dict(self.env)
         env.update(
-            AUTH_PORT=str(self.ports["auth"]), OFFERS_PORT=str(self.ports["offers"]),
-            BIDS_PORT=str(self.ports["bids"]), GATEWAY_PORT=str(self.ports["gateway"]),
+            AUTH_PORT=str(self.ports["auth"]),
+            OFFERS_PORT=str(self.ports["offers"]),
+            BIDS_PORT=str(self.ports["bids"]),
+            GATEWAY_PORT=str(self.ports["gateway"]),
             AUTH_URL=f"http://127.0.0.1:{self.ports['auth']}",
             OFFERS_URL=f"http://127.0.0.1:{self.ports['offers']}",
             BIDS_URL=f"http://127.0.0.1:{self.ports['bids']}",

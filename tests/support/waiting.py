@@ -1,4 +1,5 @@
 """Bounded polling for tests: wait for a condition with a generous deadline, never a fixed sleep."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,9 @@ from typing import Any
 
 
 async def wait_until(
-    condition: Callable[[], Any] | Callable[[], Awaitable[Any]], timeout: float, what: str,
+    condition: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    timeout: float,
+    what: str,
     interval: float = 0.1,
 ) -> Any:
     """Poll `condition` (sync or async) until it returns something true (and return that), or fail

@@ -2,6 +2,7 @@
 
 Every wait has a generous deadline and polls for a condition; none asserts how fast anything is.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,7 +46,9 @@ class Watch:
         return await self.until(lambda f: f["event"] in ("authenticated", "error"))
 
     async def send(self, event: str, token: str | None = None, **fields: Any) -> None:
-        await self.ws.send_str(orjson.dumps({"event": event, "token": token or self.token, **fields}).decode())
+        await self.ws.send_str(
+            orjson.dumps({"event": event, "token": token or self.token, **fields}).decode()
+        )
 
     async def send_raw(self, text: str) -> None:
         await self.ws.send_str(text)

@@ -1,4 +1,5 @@
 """`python -m auth` runs the auth service."""
+
 from auction_shared.web import serve
 
 from .app import create_app

@@ -1,4 +1,5 @@
 """Builds the auth service's aiohttp application."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -1,4 +1,5 @@
 """Handlers of the auth service: parse, call the store, answer."""
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -1,4 +1,5 @@
 """bcrypt hashing, always in a worker thread so the event loop keeps serving."""
+
 from __future__ import annotations
 
 import asyncio

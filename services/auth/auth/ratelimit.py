@@ -1,4 +1,5 @@
 """Failed-login throttling per username and per client address (sliding window, in memory)."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ from collections.abc import Callable
 class LoginThrottle:
     """Allows `limit` failures per key within `window_seconds`; each replica counts its own."""
 
-    def __init__(self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._limit = limit
         self._window = window_seconds
         self._clock = clock

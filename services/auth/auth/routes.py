@@ -1,4 +1,5 @@
 """The auth service's route table."""
+
 from aiohttp import web
 
 from . import handlers

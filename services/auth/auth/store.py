@@ -1,4 +1,5 @@
 """Every SQL statement of the auth service."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,9 +21,5 @@ async def insert_user(
     return user_id
 
 
-async def find_user(
-    conn: asyncpg.pool.Pool | asyncpg.Connection, username: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT id, username, password_hash FROM users WHERE username = $1", username
-    )
+async def find_user(conn: asyncpg.pool.Pool | asyncpg.Connection, username: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT id, username, password_hash FROM users WHERE username = $1", username)

@@ -1,4 +1,5 @@
 """Sign-up and login through the real auth app and a real Postgres."""
+
 from __future__ import annotations
 
 import uuid
@@ -116,8 +117,11 @@ async def test_names_and_passwords_at_the_limits_are_accepted(auth_client, make_
 
 
 async def test_a_body_that_is_not_json_is_415_or_400(auth_client):
-    wrong_type = await auth_client.post("/v1/signup", data="username=abc&password=baku",
-                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    wrong_type = await auth_client.post(
+        "/v1/signup",
+        data="username=abc&password=baku",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert wrong_type.status == 415 and wrong_type.content_type == "application/problem+json"
     not_json = await auth_client.post("/v1/login", data="{", headers={"Content-Type": "application/json"})
     assert not_json.status == 400 and not_json.content_type == "application/problem+json"

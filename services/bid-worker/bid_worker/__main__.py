@@ -1,4 +1,5 @@
 """`python -m bid_worker` runs a bid-worker until SIGTERM or SIGINT."""
+
 from __future__ import annotations
 
 import asyncio

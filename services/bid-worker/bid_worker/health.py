@@ -3,6 +3,7 @@
 A worker has no API, so without this an orchestrator only sees that the process exists, not that it
 still reaches RabbitMQ and PostgreSQL. Off unless WORKER_HEALTH_PORT is set.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The auction's pure rule: what a sequence of bids does to an offer. No I/O, tested exhaustively."""
+
 from __future__ import annotations
 
 import uuid

@@ -5,6 +5,7 @@ one that subscribed first. Left alone, the first worker to start would hold ever
 others would only stand by. So workers announce themselves, agree on an owner for each shard by
 rendezvous hashing over the live ones, and a worker active on a shard it does not own hands it on.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Every SQL statement of the bid-worker: one transaction applies one batch of one shard."""
+
 from __future__ import annotations
 
 import uuid
@@ -25,8 +26,14 @@ async def lock_offers(
     now = rows[0]["now"] if rows else await conn.fetchval("SELECT now()")
     offers = {
         r["id"]: OfferState(
-            r["id"], r["bid_price"], r["highest_bid_id"], r["highest_bidder"], r["bid_count"],
-            r["sold"], r["go_live"], r["ends_at"],
+            r["id"],
+            r["bid_price"],
+            r["highest_bid_id"],
+            r["highest_bidder"],
+            r["bid_count"],
+            r["sold"],
+            r["go_live"],
+            r["ends_at"],
         )
         for r in rows
     }

@@ -1,4 +1,5 @@
 """The consume loop: one channel and one ordered batch loop per shard queue, acks after commit."""
+
 from __future__ import annotations
 
 import asyncio
@@ -138,7 +139,9 @@ class BidWorker:
         self._tasks.append(asyncio.create_task(self._share_shards(), name="share-shards"))
         log.info(
             "worker %s consuming %d shards of %s (single active consumer each)",
-            self.worker.worker_id, len(self._shards), self.topology.bids_exchange,
+            self.worker.worker_id,
+            len(self._shards),
+            self.topology.bids_exchange,
         )
 
     async def _join_roster(self) -> None:
@@ -254,8 +257,13 @@ class BidWorker:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
                 if self._stopping.is_set():
                     raise  # not acked: the broker gives these bids to the next worker
-                log.warning("shard %d: applying %d bids failed (%r); retrying in %.1fs",
-                            shard.index, len(bids), exc, delay)
+                log.warning(
+                    "shard %d: applying %d bids failed (%r); retrying in %.1fs",
+                    shard.index,
+                    len(bids),
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 3.0)
 
@@ -314,8 +322,10 @@ class BidWorker:
         results = await asyncio.gather(
             *(
                 self._publisher.publish(
-                    str(EventType.OFFER_UPDATED), (e := Event.new(EventType.OFFER_UPDATED, o)).encode(),
-                    message_id=e.id, mandatory=False,
+                    str(EventType.OFFER_UPDATED),
+                    (e := Event.new(EventType.OFFER_UPDATED, o)).encode(),
+                    message_id=e.id,
+                    mandatory=False,
                 )
                 for o in offers
             ),

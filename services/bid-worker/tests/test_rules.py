@@ -1,4 +1,5 @@
 """The worker's pure bid rule against the independent sequential model, exhaustively."""
+
 from __future__ import annotations
 
 import uuid
@@ -18,8 +19,14 @@ USER = uuid.uuid4()
 
 def offer(price: str = "10.00", **changes) -> OfferState:
     base = dict(
-        id=uuid.uuid4(), bid_price=Decimal(price), highest_bid_id=None, highest_bidder=None,
-        bid_count=0, sold=False, go_live=NOW - timedelta(hours=1), ends_at=None,
+        id=uuid.uuid4(),
+        bid_price=Decimal(price),
+        highest_bid_id=None,
+        highest_bidder=None,
+        bid_count=0,
+        sold=False,
+        go_live=NOW - timedelta(hours=1),
+        ends_at=None,
     )
     base.update(changes)
     return OfferState(**base)
@@ -69,7 +76,11 @@ def test_apply_bids_equals_the_sequential_model(start, bid_prices):
     out = apply_bids(offer(str(start)), bids, NOW)
     model = run_model(start, [ModelBid(str(b.bid_id), b.bid_price, b.username) for b in bids])
     assert out.offer.bid_price == model.price
-    assert str(out.offer.highest_bid_id) == str(model.leader) if model.leader else out.offer.highest_bid_id is None
+    assert (
+        str(out.offer.highest_bid_id) == str(model.leader)
+        if model.leader
+        else out.offer.highest_bid_id is None
+    )
     assert out.offer.bid_count == model.count == len(bids)
     assert {str(d.bid.bid_id): d.status for d in out.decisions} == model.status
     assert sum(d.status == "leading" for d in out.decisions) == (1 if model.leader else 0)

@@ -1,4 +1,5 @@
 """How live workers share the shards out (pure logic)."""
+
 from __future__ import annotations
 
 from collections import Counter

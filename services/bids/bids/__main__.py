@@ -1,4 +1,5 @@
 """`python -m bids` runs the bids service."""
+
 from auction_shared.web import serve
 
 from .app import create_app

@@ -1,4 +1,5 @@
 """Builds the bids service's aiohttp application."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -1,4 +1,5 @@
 """Handlers of the bids service: parse, check, publish or read, answer."""
+
 from __future__ import annotations
 
 import uuid

@@ -3,6 +3,7 @@
 Intake checks are a courtesy (a quick 404/403/409); the worker re-checks sold and closed under a
 row lock, so an answer up to TTL seconds old never lets a wrong bid win.
 """
+
 from __future__ import annotations
 
 import asyncio

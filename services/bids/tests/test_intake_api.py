@@ -1,4 +1,5 @@
 """Bid intake and bid reads of the bids service, straight on the real app (no worker runs here)."""
+
 from __future__ import annotations
 
 import uuid
@@ -47,8 +48,12 @@ async def test_a_bid_is_answered_202_pending_with_where_to_read_it(world):
     uuid.UUID(bid["id"])
     assert resp.headers["Location"] == f"/v1/bid/{bid['id']}"
     assert {k: bid[k] for k in bid if k not in ("id", "timestamp")} == {
-        "offer_id": offer["id"], "bid_price": 6832427.5, "username": bidder.username,
-        "status": "pending", "reason": None, "accepted": False,
+        "offer_id": offer["id"],
+        "bid_price": 6832427.5,
+        "username": bidder.username,
+        "status": "pending",
+        "reason": None,
+        "accepted": False,
     }
     stamp = datetime.fromisoformat(bid["timestamp"])
     assert before - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc) + timedelta(seconds=1)

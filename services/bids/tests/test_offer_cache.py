@@ -1,4 +1,5 @@
 """The bids service's offer cache against the real database: concurrent misses share one query."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,9 @@ async def insert_offer(pool: asyncpg.Pool, offer_id: uuid.UUID, owner: uuid.UUID
     await pool.execute(
         "INSERT INTO offers (id, title, start_price, bid_price, go_live, created_by_id, created_by)"
         " VALUES ($1, 'cache lot', 1, 1, $2, $3, 'cache-owner')",
-        offer_id, datetime.now(timezone.utc), owner,
+        offer_id,
+        datetime.now(timezone.utc),
+        owner,
     )
 
 

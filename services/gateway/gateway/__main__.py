@@ -1,4 +1,5 @@
 """`python -m gateway` runs the gateway."""
+
 from auction_shared.web import serve
 
 from .app import create_app

@@ -4,6 +4,7 @@ A small middleware instead of aiohttp-cors: that library wants every route regis
 one, and all the gateway needs is one origin list for every route. Tokens travel in the
 Authorization header, never in cookies, so credentials are not allowed and `*` is safe to offer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

@@ -1,4 +1,5 @@
 """What the gateway sends on /v1/stream: each frame serialised once, as the UTF-8 bytes of a text frame."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """The gateway's own handlers: liveness, health and the /index page."""
+
 from __future__ import annotations
 
 from functools import partial

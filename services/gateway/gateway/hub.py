@@ -7,6 +7,7 @@ Frames are bytes serialised once per event; the same object is queued to every w
 watcher has nothing queued and its socket's buffer is empty, a frame skips the queue and goes to
 the socket at once: that is the common case, and it spares a task wake-up per socket per event.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """This replica's own queue of offer events (`offer.*`), deduplicated and handed to the hub in order."""
+
 from __future__ import annotations
 
 import asyncio
@@ -118,7 +119,9 @@ class OfferFeed:
             # An exclusive or auto-delete queue would die with the connection, and the events that
             # an outbox relay publishes before this replica reconnects would never reach its sockets.
             arguments={
-                "x-max-length": QUEUE_MAX_LENGTH, "x-overflow": "drop-head", "x-expires": QUEUE_EXPIRES_MS,
+                "x-max-length": QUEUE_MAX_LENGTH,
+                "x-overflow": "drop-head",
+                "x-expires": QUEUE_EXPIRES_MS,
             },
         )
         await queue.bind(events, routing_key="offer.*")
@@ -185,7 +188,9 @@ class OfferFeed:
                     await self._queue.cancel(self._consumer_tag)  # else the broker cancels it, noisily
                 await self._queue.delete(if_unused=False, if_empty=False)
             except Exception as exc:
-                log.info("live updates: could not delete %s (it expires on its own): %r", self.queue_name, exc)
+                log.info(
+                    "live updates: could not delete %s (it expires on its own): %r", self.queue_name, exc
+                )
         await self._close_connection()
 
     async def _close_connection(self) -> None:

@@ -3,6 +3,7 @@
 The file is written by hand; tests/security/test_openapi.py keeps it in step with the route table and
 runs schemathesis against a live gateway with it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

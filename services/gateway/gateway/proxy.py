@@ -1,4 +1,5 @@
 """Forwarding a public request to the service that owns it, over one pooled client session."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,12 @@ BASE_URLS = web.AppKey("upstream_urls", dict)
 FORWARD_REQUEST = ("Authorization", "Content-Type", "Idempotency-Key", "Accept", "X-Request-Id")
 # Response headers a client needs; hop-by-hop and server headers are not passed back.
 FORWARD_RESPONSE = (
-    "Content-Type", "X-Total-Count", "Location", "Retry-After", "WWW-Authenticate", "Allow",
+    "Content-Type",
+    "X-Total-Count",
+    "Location",
+    "Retry-After",
+    "WWW-Authenticate",
+    "Allow",
     "Idempotent-Replayed",
 )
 

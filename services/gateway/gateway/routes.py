@@ -1,4 +1,5 @@
 """The gateway's route table: which service owns which public route."""
+
 from aiohttp import web
 
 from . import handlers

@@ -1,4 +1,5 @@
 """`GET /v1/stream`: the WebSocket protocol of API.md, one Watcher per socket, fed by the hub."""
+
 from __future__ import annotations
 
 import uuid
@@ -139,7 +140,9 @@ class StreamSession:
             return
         handler = HANDLERS.get(event) if isinstance(event, str) else None
         if handler is None:
-            self._error(f"unknown event {event[:64]!r}" if isinstance(event, str) else "event must be a string")
+            self._error(
+                f"unknown event {event[:64]!r}" if isinstance(event, str) else "event must be a string"
+            )
             return
         # A newer token of the same user keeps the socket open past the first token's expiry.
         self._watcher.expire_at(who.expires_at, self._expired)
@@ -155,7 +158,9 @@ class StreamSession:
         if first:
             self._hub.join(self._watcher)
         self._watcher.send(
-            frames.event_frame(frames.AUTHENTICATED, {"username": who.username, "expires_at": _rfc3339(who.expires_at)})
+            frames.event_frame(
+                frames.AUTHENTICATED, {"username": who.username, "expires_at": _rfc3339(who.expires_at)}
+            )
         )
 
     async def get_offers(self, message: dict[str, Any], token: str) -> None:

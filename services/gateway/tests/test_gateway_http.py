@@ -1,4 +1,5 @@
 """The gateway's HTTP side: liveness, health, routing, limits, and upstream problems and outages."""
+
 from __future__ import annotations
 
 import asyncio
@@ -146,16 +147,25 @@ async def test_upstream_problems_pass_through_unchanged(world):
     taken = {"username": user.username, "password": "baku"}
     assert await same_problem_both_ways(world, "auth", "POST", "/v1/signup", json=taken) == 409
     bad_offer = {"title": "", "bid_price": 1.234}
-    assert await same_problem_both_ways(
-        world, "offers", "POST", "/v1/offer", json=bad_offer, headers=user.headers
-    ) == 400
-    assert await same_problem_both_ways(
-        world, "offers", "GET", f"/v1/offer/{uuid.uuid4()}", headers=user.headers
-    ) == 404
+    assert (
+        await same_problem_both_ways(
+            world, "offers", "POST", "/v1/offer", json=bad_offer, headers=user.headers
+        )
+        == 400
+    )
+    assert (
+        await same_problem_both_ways(
+            world, "offers", "GET", f"/v1/offer/{uuid.uuid4()}", headers=user.headers
+        )
+        == 404
+    )
     unknown_offer = {"offer_id": str(uuid.uuid4()), "bid_price": 1}
-    assert await same_problem_both_ways(
-        world, "bids", "POST", "/v1/bid", json=unknown_offer, headers=user.headers
-    ) == 404
+    assert (
+        await same_problem_both_ways(
+            world, "bids", "POST", "/v1/bid", json=unknown_offer, headers=user.headers
+        )
+        == 404
+    )
 
 
 async def test_a_wrong_password_keeps_the_services_www_authenticate(world):

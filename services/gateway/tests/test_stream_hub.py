@@ -2,6 +2,7 @@
 
 A stand-in watcher records what it is sent; one that refuses (its queue is full) must leave the hub.
 """
+
 from __future__ import annotations
 
 from hypothesis import given
@@ -69,7 +70,9 @@ def test_a_watcher_may_follow_a_bounded_number_of_offers() -> None:
 
 
 @given(st.lists(st.integers(min_value=0, max_value=30), max_size=200), st.integers(min_value=1, max_value=10))
-def test_recent_ids_drop_a_copy_seen_within_the_window_and_forget_older_ones(ids: list[int], size: int) -> None:
+def test_recent_ids_drop_a_copy_seen_within_the_window_and_forget_older_ones(
+    ids: list[int], size: int
+) -> None:
     recent = RecentIds(size)
     window: list[str] = []  # the model: the last `size` distinct first sightings
     for i in map(str, ids):

@@ -3,6 +3,7 @@
 The gateway runs in the test's process, routed to a real offers app; both use the real PostgreSQL and
 RabbitMQ, so `offerCreated` here travels the outbox, the broker and this gateway's own queue.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -86,13 +87,17 @@ async def test_authenticate_answers_with_the_username_and_when_the_token_expires
     "first",
     [
         pytest.param({"event": "get_offers"}, id="get_offers-before-authenticate"),
-        pytest.param({"event": "subscribe", "offer_id": str(uuid.uuid4())}, id="subscribe-before-authenticate"),
+        pytest.param(
+            {"event": "subscribe", "offer_id": str(uuid.uuid4())}, id="subscribe-before-authenticate"
+        ),
         pytest.param("{not json", id="malformed-json"),
         pytest.param("[1, 2]", id="json-but-not-an-object"),
         pytest.param(b"\x00\x01", id="binary-frame"),
     ],
 )
-async def test_a_first_message_other_than_authenticate_gets_an_error_and_close_4401(gateway, make_user, first):
+async def test_a_first_message_other_than_authenticate_gets_an_error_and_close_4401(
+    gateway, make_user, first
+):
     user = await make_user("watcher")
     w = await watch(gateway)
     if isinstance(first, dict):
@@ -245,12 +250,14 @@ async def test_subscribe_and_unsubscribe_answer_with_the_offer_id(gateway, offer
     offer = await create_offer(offers_client, user)
     w = await watch(gateway, user.token)
     assert await w.request("subscribe", "subscribed", offer_id=offer["id"]) == {
-        "event": "subscribed", "data": {"offer_id": offer["id"]}
+        "event": "subscribed",
+        "data": {"offer_id": offer["id"]},
     }
     # Subscribing twice is harmless; unsubscribing once ends it.
     assert (await w.request("subscribe", "subscribed", offer_id=offer["id"].upper()))["event"] == "subscribed"
     assert await w.request("unsubscribe", "unsubscribed", offer_id=offer["id"]) == {
-        "event": "unsubscribed", "data": {"offer_id": offer["id"]}
+        "event": "unsubscribed",
+        "data": {"offer_id": offer["id"]},
     }
     again = await w.request("unsubscribe", "unsubscribed", offer_id=offer["id"])
     assert again == {"event": "error", "error": f"not subscribed to offer {offer['id']}"}
@@ -258,7 +265,9 @@ async def test_subscribe_and_unsubscribe_answer_with_the_offer_id(gateway, offer
 
 @pytest.mark.parametrize("offer_id", ["unknown", "not-a-uuid", 42, None, "x" * 100])
 @pytest.mark.parametrize("event", ["subscribe", "unsubscribe"])
-async def test_subscribing_to_an_unknown_or_malformed_offer_id_gets_an_error(gateway, make_user, event, offer_id):
+async def test_subscribing_to_an_unknown_or_malformed_offer_id_gets_an_error(
+    gateway, make_user, event, offer_id
+):
     user = await make_user("watcher")
     w = await watch(gateway, user.token)
     if offer_id == "unknown":

@@ -1,6 +1,7 @@
 """The gateway's offer feed survives the broker dropping its connection: queue re-declared, re-bound,
 events flow again to sockets that stayed open. The connection is closed by RabbitMQ itself (its
 management API), as an operator or a broker restart would."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,9 @@ async def _poll(check, deadline: float = 30.0, what: str = "condition"):
 
 
 async def _connections_named(mgmt: aiohttp.ClientSession, name: str) -> list[str]:
-    async with mgmt.get(f"{MANAGEMENT_API}/connections", params={"columns": "name,client_properties"}) as resp:
+    async with mgmt.get(
+        f"{MANAGEMENT_API}/connections", params={"columns": "name,client_properties"}
+    ) as resp:
         assert resp.status == 200, await resp.text()
         rows = await resp.json()
     return [r["name"] for r in rows if r.get("client_properties", {}).get("connection_name") == name]
@@ -55,7 +58,9 @@ async def test_after_the_broker_drops_the_gateways_connection_events_flow_again(
     user = await make_user("watcher")
 
     async def created_offer_reaches(watch: Watch) -> None:
-        resp = await offers_client.post("/v1/offer", json={"title": "lot", "bid_price": 5}, headers=user.headers)
+        resp = await offers_client.post(
+            "/v1/offer", json={"title": "lot", "bid_price": 5}, headers=user.headers
+        )
         assert resp.status == 201, await resp.text()
         offer_id = (await resp.json())["id"]
         await watch.until(lambda f: f["event"] == "offerCreated" and f["data"]["id"] == offer_id)
@@ -82,7 +87,10 @@ async def test_after_the_broker_drops_the_gateways_connection_events_flow_again(
             f"{MANAGEMENT_API}/queues/%2F/{quote(feed.queue_name, safe='')}/bindings"
         ) as resp:
             bindings = await resp.json()
-        assert any(b["source"] == f"{settings.amqp_prefix}.events" and b["routing_key"] == "offer.*" for b in bindings)
+        assert any(
+            b["source"] == f"{settings.amqp_prefix}.events" and b["routing_key"] == "offer.*"
+            for b in bindings
+        )
 
     # The same socket, open all along, gets the next event.
     await created_offer_reaches(watch)

@@ -1,4 +1,5 @@
 """`python -m offers` runs the offers service."""
+
 from auction_shared.web import serve
 
 from .app import create_app

@@ -1,4 +1,5 @@
 """Builds the offers service's aiohttp application."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -1,4 +1,5 @@
 """Handlers of the offers service: parse, call the store, answer."""
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,9 @@ async def create_offer(request: web.Request) -> web.Response:
     who = identity(request)
     body = await parse_body(request, NewOffer)
     if not body.title.strip():
-        raise Problem(400, "title must not be blank", errors=[{"field": "title", "message": "must not be blank"}])
+        raise Problem(
+            400, "title must not be blank", errors=[{"field": "title", "message": "must not be blank"}]
+        )
     go_live, ends_at = schedule(datetime.now(timezone.utc), body.go_live, body.lifetime)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():

@@ -1,4 +1,5 @@
 """The offers service's route table (plural aliases answer the same)."""
+
 from aiohttp import web
 
 from . import handlers

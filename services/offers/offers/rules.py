@@ -1,4 +1,5 @@
 """Pure rules about offers: when one goes live and closes, how lists sort."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Every SQL statement of the offers service."""
+
 from __future__ import annotations
 
 import uuid
@@ -28,7 +29,15 @@ async def insert_offer(
         "INSERT INTO offers (id, title, photo_url, start_price, bid_price, go_live, lifetime, ends_at,"
         " created_by_id, created_by)"
         f" VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9) RETURNING {OFFER_COLUMNS}",
-        uuid.uuid4(), title, photo_url, price, go_live, lifetime, ends_at, user_id, username,
+        uuid.uuid4(),
+        title,
+        photo_url,
+        price,
+        go_live,
+        lifetime,
+        ends_at,
+        user_id,
+        username,
     )
 
 

@@ -1,4 +1,5 @@
 """After a create commits, `offer.created` really reaches RabbitMQ with the offer as its data."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,8 @@ async def test_offer_created_is_published_with_the_201_body(world, settings):
 
         owner = await account(world.auth, "seller")
         resp = await world.offers.post(
-            "/v1/offer", json={"title": "Published", "bid_price": 99.99, "lifetime": 120},
+            "/v1/offer",
+            json={"title": "Published", "bid_price": 99.99, "lifetime": 120},
             headers=owner.headers,
         )
         assert resp.status == 201

@@ -1,4 +1,5 @@
 """Paging through offers that share their sort value: pages never overlap or skip (ties broken by id)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,7 +65,11 @@ async def test_pages_never_overlap_or_skip_among_equal_sort_values(world, settin
         await conn.execute(
             "INSERT INTO offers (id, title, start_price, bid_price, go_live, created_by_id, created_by)"
             " SELECT id, $2, 42, 42, $3, $4, $5 FROM unnest($1::uuid[]) AS id",
-            sql_ids, title, go_live, uuid.uuid4(), owner.username,
+            sql_ids,
+            title,
+            go_live,
+            uuid.uuid4(),
+            owner.username,
         )
         same_created_at = await conn.fetchval(
             "SELECT count(DISTINCT created_at) FROM offers WHERE id = ANY($1::uuid[])", sql_ids

@@ -1,4 +1,5 @@
 """Create, list and read offers through the real offers app on a real Postgres."""
+
 from __future__ import annotations
 
 import uuid
@@ -53,8 +54,15 @@ async def test_create_answers_201_with_the_whole_offer(offers_client, make_user)
     offer = await resp.json()
     uuid.UUID(offer["id"])
     assert {k: offer[k] for k in offer if k not in ("id", "go_live", "created_at")} == {
-        "title": "Swiss Shales", "photo_url": "", "bid_price": 12.34, "lifetime": 0, "ends_at": None,
-        "created_by": owner.username, "sold": False, "highest_bid_id": None, "highest_bidder": None,
+        "title": "Swiss Shales",
+        "photo_url": "",
+        "bid_price": 12.34,
+        "lifetime": 0,
+        "ends_at": None,
+        "created_by": owner.username,
+        "sold": False,
+        "highest_bid_id": None,
+        "highest_bidder": None,
         "bid_count": 0,
     }
     after = datetime.now(timezone.utc)
@@ -200,7 +208,8 @@ async def test_unknown_body_fields_are_ignored(offers_client, make_user):
 async def test_wrong_content_type_is_415(offers_client, make_user):
     owner = await make_user("owner")
     resp = await offers_client.post(
-        "/v1/offer", data='{"title": "x", "bid_price": 1}',
+        "/v1/offer",
+        data='{"title": "x", "bid_price": 1}',
         headers={**owner.headers, "Content-Type": "text/plain"},
     )
     assert resp.status == 415 and resp.content_type == PROBLEM
@@ -248,8 +257,15 @@ async def test_lowercase_sortkey_is_accepted_too(offers_client, make_user):
 
 @pytest.mark.parametrize(
     "query, field",
-    [("sortKey=price", "sortKey"), ("sortKey=-", "sortKey"), ("size=0", "size"), ("size=101", "size"),
-     ("page=-1", "page"), ("page=abc", "page"), ("size=abc&page=x", "size")],
+    [
+        ("sortKey=price", "sortKey"),
+        ("sortKey=-", "sortKey"),
+        ("size=0", "size"),
+        ("size=101", "size"),
+        ("page=-1", "page"),
+        ("page=abc", "page"),
+        ("size=abc&page=x", "size"),
+    ],
 )
 async def test_bad_list_query_is_a_400_problem(offers_client, make_user, query, field):
     user = await make_user()
@@ -274,8 +290,12 @@ async def test_health_names_postgres_and_rabbitmq(offers_client):
 
 @pytest.mark.parametrize(
     "method, path",
-    [("POST", "/v1/offer"), ("GET", "/v1/offer"), ("GET", "/v1/offers/" + str(uuid.uuid4())),
-     ("PUT", "/v1/bid/" + str(uuid.uuid4()))],
+    [
+        ("POST", "/v1/offer"),
+        ("GET", "/v1/offer"),
+        ("GET", "/v1/offers/" + str(uuid.uuid4())),
+        ("PUT", "/v1/bid/" + str(uuid.uuid4())),
+    ],
 )
 async def test_the_service_itself_answers_401_without_a_token(offers_client, method, path):
     resp = await offers_client.request(method, path, json={"title": "x", "bid_price": 1})
