@@ -173,8 +173,10 @@ class Step:
 
 def place(auction: Auction, bid: BidPlaced) -> Step:
     """Apply one bid to the auction (the next in the offer's queue order)."""
-    counted = replace(auction, bid_count=auction.bid_count + 1)
     reason = judge(auction, bid)
+    if auction.status is not Status.LIVE:
+        return Step(auction, REJECTED, reason)  # an ended or sold offer never changes, not even its count
+    counted = replace(auction, bid_count=auction.bid_count + 1)
     if reason is not None:
         return Step(counted, REJECTED, reason)
     others: dict[uuid.UUID, str] = {}

@@ -13,17 +13,16 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import asyncpg
 
-from auction_shared.events import BidPlaced
+from auction_shared import rules
+from auction_shared.events import BidPlaced, CloseOffer
 from auction_shared.outbox import OutboxRelay
-from auction_shared.shapes import offer_shape
 
 from . import announcing, store
-from .rules import Decision, OfferState, apply_bids
 
 log = logging.getLogger("bid_worker")
 
@@ -31,6 +30,8 @@ log = logging.getLogger("bid_worker")
 # (numeric overflow, bad value), 23 integrity constraint (check, foreign key, not null).
 PERMANENT = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+
+ShardMessage = BidPlaced | CloseOffer
 
 
 @dataclass
@@ -41,21 +42,32 @@ class Applied:
     bids: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (offer, bid) in order
     # Index in the batch of each message that can never be applied, and why.
     dead: dict[int, str] = field(default_factory=dict)
+    ended: int = 0
 
 
 class Applier:
-    """Applies batches of decoded shard messages in one transaction each."""
+    """Applies batches of decoded shard messages (bids and closes) in one transaction each.
+
+    `grace`: how long after `ends_at` (by the database clock) a close may end an offer: longer than
+    intake's publish delay, so every bid received before the end is in the queue ahead of the close.
+    """
 
     def __init__(
-        self, pool: asyncpg.Pool, relay: OutboxRelay, worker_id: str, stopping: Callable[[], bool]
+        self,
+        pool: asyncpg.Pool,
+        relay: OutboxRelay,
+        worker_id: str,
+        grace: timedelta,
+        stopping: Callable[[], bool],
     ) -> None:
         self._pool = pool
         self._relay = relay
         self._worker_id = worker_id
+        self._grace = grace
         self._stopping = stopping
         self.retries = 0
 
-    async def apply_until_done(self, shard: int, work: Sequence[BidPlaced]) -> Applied:
+    async def apply_until_done(self, shard: int, work: Sequence[ShardMessage]) -> Applied:
         """Commit `work` (in order), retrying transient failures; split on a permanent one."""
         try:
             return await self._retry(shard, lambda: self._apply(work))
@@ -70,6 +82,7 @@ class Applier:
             single = await self.apply_until_done(shard, [item])
             result.locked_at = result.locked_at or single.locked_at
             result.bids += single.bids
+            result.ended += single.ended
             if single.dead:
                 result.dead[index] = single.dead[0]
         return result
@@ -89,41 +102,46 @@ class Applier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 3.0)
 
-    async def _apply(self, bids: Sequence[BidPlaced]) -> Applied:
+    async def _apply(self, work: Sequence[ShardMessage]) -> Applied:
         result = Applied()
         async with self._pool.acquire() as conn, conn.transaction():
-            offers, now = await store.lock_offers(conn, sorted({b.offer_id for b in bids}))
+            offers, now = await store.lock_offers(conn, sorted({w.offer_id for w in work}))
             result.locked_at = time.time()
             # Checked under the offer locks: a bid applied by another worker is seen here.
-            done = await store.already_applied(conn, [b.bid_id for b in bids])
-            by_offer: dict[uuid.UUID, list[BidPlaced]] = defaultdict(list)
-            seen = set(done)
-            for index, bid in enumerate(bids):
-                if bid.bid_id in seen:
-                    continue
-                seen.add(bid.bid_id)
-                if bid.offer_id not in offers:
-                    result.dead[index] = f"unknown offer {bid.offer_id}"
-                    continue
-                by_offer[bid.offer_id].append(bid)
-            if not by_offer:
-                return result
-            decisions: list[Decision] = []
-            outbid = []
-            states: list[OfferState] = []
-            changed_ids = set()
-            for offer_id, offer_bids in by_offer.items():
-                outcome = apply_bids(offers[offer_id], offer_bids, now)
-                decisions.extend(outcome.decisions)
-                outbid.extend(outcome.outbid)
-                states.append(outcome.offer)
-                if outcome.leader_changed:
-                    changed_ids.add(offer_id)
-            await store.mark_outbid(conn, outbid)
-            await store.insert_bids(conn, decisions, self._worker_id)
-            rows = await store.update_offers(conn, states)
-            changed: list[dict[str, Any]] = [offer_shape(r) for r in rows if r["id"] in changed_ids]
-            await announcing.offers_updated(conn, self._relay, changed)
-        result.bids = [(d.bid.offer_id, d.bid.bid_id) for d in decisions]
+            done = await store.already_applied(conn, [w.bid_id for w in work if isinstance(w, BidPlaced)])
+            by_offer: dict[uuid.UUID, list[ShardMessage]] = defaultdict(list)
+            for index, item in enumerate(work):
+                if isinstance(item, BidPlaced):
+                    if item.bid_id in done:
+                        continue  # a redelivered copy
+                    done.add(item.bid_id)
+                locked = offers.get(item.offer_id)
+                if locked is None:
+                    result.dead[index] = f"unknown offer {item.offer_id}"
+                elif isinstance(item, BidPlaced) and item.user_id == locked.seller_id:
+                    result.dead[index] = "a bid on the bidder's own offer"
+                else:
+                    by_offer[item.offer_id].append(item)
+            bidders = sorted(
+                {(w.offer_id, w.user_id) for ws in by_offer.values() for w in ws if isinstance(w, BidPlaced)}
+            )
+            standing = await store.standing_bids(conn, bidders)
+            outcomes: list[rules.Outcome] = []
+            for offer_id, items in by_offer.items():
+                mine = {user: bid for (offer, user), bid in standing.items() if offer == offer_id}
+                auction = replace(offers[offer_id].auction, standing=mine)
+                outcomes.append(rules.apply(auction, items, now, self._grace))
+            judged = [j for o in outcomes for j in o.judged]
+            final = {bid_id: status for o in outcomes for bid_id, status in o.statuses.items()}
+            new_bids = await store.record_bids(
+                conn, [(bid, final[bid.bid_id], reason) for bid, _, reason in judged], self._worker_id
+            )
+            fresh = {bid.bid_id for bid, _, _ in judged}
+            earlier = await store.set_statuses(conn, {b: s for b, s in final.items() if b not in fresh})
+            after = [replace(o.auction, standing={}) for o in outcomes]
+            offer_rows = await store.update_offers(conn, [a for a in after if a != offers[a.id].auction])
+            await announcing.announce(conn, self._relay, outcomes, offer_rows, [*new_bids, *earlier])
+        result.bids = [(bid.offer_id, bid.bid_id) for bid, _, _ in judged]
+        result.ended = sum(o.ended for o in outcomes)
         self._relay.wake()
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -13,11 +14,12 @@ from auction_shared import broker
 from auction_shared.broker import Publisher, Topology, broker_is_up
 from auction_shared.config import Settings
 from auction_shared.db import check_database, create_pool
-from auction_shared.events import BidPlaced, MalformedEvent, decode
+from auction_shared.events import BidPlaced, CloseOffer, MalformedEvent, decode
 from auction_shared.outbox import OutboxRelay
 
-from .applying import Applier
+from .applying import Applier, ShardMessage
 from .audit import AuditLog
+from .closer import Closer
 from .dead_letters import DeadLetters
 from .roster import join_roster, new_roster, share_shards
 from .settings import WorkerSettings
@@ -28,6 +30,8 @@ log = logging.getLogger("bid_worker")
 # A shard loop that failed this many times in a row gives up: the process exits (non-zero) so the
 # orchestrator restarts it, rather than stay the active consumer of a shard nobody processes.
 MAX_SHARD_RESTARTS = 5
+# A bid stamped further ahead than this (intake's clock against ours) is not a bid intake sent.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class BidWorker:
@@ -39,7 +43,9 @@ class BidWorker:
         worker: the worker's own settings: `prefetch` (unacked messages per shard), `max_batch`
             (messages per transaction), `worker_id` (its name on the roster and in
             `bids.processed_by`), `health_port` (read by `__main__`), `audit_log` (a file that gets
-            one line per committed batch, for the failover tests; None for none).
+            one line per committed batch, for the failover tests; None for none),
+            `end_grace_seconds` (how far past `ends_at`, by the database clock, a close may end an
+            offer), `close_scan_seconds` (how often this replica looks for offers due to close).
 
     `start()` consumes every shard (the broker lets one consumer per shard be active), `stop()`
     finishes the batches in hand and leaves. `failed` is set when a shard loop cannot be restarted:
@@ -53,6 +59,7 @@ class BidWorker:
         self.roster = new_roster(worker.worker_id)
         self.failed = asyncio.Event()
         self.applied = 0
+        self.ended = 0
         self.batches = 0
         self.shard_restarts = 0
         self._connection: AbstractRobustConnection | None = None
@@ -61,6 +68,7 @@ class BidWorker:
         self._relay: OutboxRelay | None = None
         self._applier: Applier | None = None
         self._dead: DeadLetters | None = None
+        self._closer: Closer | None = None
         self._audit = AuditLog(worker.audit_log, worker.worker_id) if worker.audit_log else None
         self._shards: list[Shard] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -72,6 +80,7 @@ class BidWorker:
         retries = self._applier.retries if self._applier else 0
         return (
             f"<BidWorker {self.worker.worker_id} shards={len(self._shards)} applied={self.applied}"
+            f" ended={self.ended} closes_sent={self._closer.sent if self._closer else 0}"
             f" batches={self.batches} dead_lettered={dead} retries={retries}"
             f" shard_restarts={self.shard_restarts}>"
         )
@@ -88,7 +97,8 @@ class BidWorker:
         await self._dead.open()
         self._relay = OutboxRelay(self._pool, self._publisher)
         self._tasks.append(asyncio.create_task(self._relay.run(), name="outbox-relay"))
-        self._applier = Applier(self._pool, self._relay, self.worker.worker_id, self._stopping.is_set)
+        grace = timedelta(seconds=self.worker.end_grace_seconds)
+        self._applier = Applier(self._pool, self._relay, self.worker.worker_id, grace, self._stopping.is_set)
         self._tasks.append(await join_roster(self._connection, self.topology, self.roster))
         for index, name in enumerate(self.topology.shard_queues):
             shard = Shard(index, name)
@@ -96,6 +106,10 @@ class BidWorker:
             self._shards.append(shard)
             self._loops.append(asyncio.create_task(self._supervise(shard), name=f"shard-{index}"))
         self._tasks.append(asyncio.create_task(share_shards(self.roster, self._shards), name="share-shards"))
+        self._closer = Closer(
+            self._pool, self._publisher, self.worker.end_grace_seconds, self.worker.close_scan_seconds
+        )
+        self._tasks.append(asyncio.create_task(self._closer.run(), name="closer"))
         log.info("%r consuming %s (single active consumer each)", self, self.topology.bids_exchange)
 
     async def stop(self) -> None:
@@ -190,14 +204,11 @@ class BidWorker:
 
     async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
         assert self._applier is not None and self._dead is not None
-        work: list[BidPlaced] = []
+        work: list[ShardMessage] = []
         messages: list[AbstractIncomingMessage] = []
         for message in batch:
             try:
-                event = decode(message.body)
-                if not isinstance(event, BidPlaced):
-                    raise MalformedEvent(f"expected bid.placed, got {event.type}")
-                work.append(event)
+                work.append(shard_message(message))
                 messages.append(message)
             except MalformedEvent as exc:
                 await self._dead.send(message, str(exc))
@@ -212,6 +223,7 @@ class BidWorker:
         if last is not None:
             await self._settle(messages[last].ack(multiple=True))
         self.applied += len(applied.bids)
+        self.ended += applied.ended
         self.batches += 1
         if self._audit is not None and applied.bids:
             self._audit.batch(applied.locked_at, applied.bids)
@@ -223,3 +235,17 @@ class BidWorker:
             # The channel died with the connection: the broker hands these messages out again,
             # and the worker recognises the ones it already applied by their bid ids.
             log.warning("could not settle messages (%r); they will be redelivered", exc)
+
+
+def shard_message(message: AbstractIncomingMessage) -> ShardMessage:
+    """The bid or close a shard message holds, every field checked; MalformedEvent says why not."""
+    event = decode(message.body)
+    if not isinstance(event, (BidPlaced, CloseOffer)):
+        raise MalformedEvent(f"{event.type} does not belong in a shard queue")
+    # The header placed it in its shard: one that names another offer breaks that offer's order.
+    header = (message.headers or {}).get("offer_id")
+    if header != str(event.offer_id):
+        raise MalformedEvent("the offer_id header does not name the offer of the message")
+    if isinstance(event, BidPlaced) and event.placed_at > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+        raise MalformedEvent("placed_at is in the future")
+    return event
