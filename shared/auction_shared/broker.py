@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from aiohttp import web
 from pamqp.common import FieldValue
 
 from .config import Settings
+from .observability import request_id
+from .observability.metrics import BROKER_PUBLISH
 from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
@@ -203,6 +206,12 @@ class Publisher:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
         if self._exchange is None:
             raise DependencyDown("RabbitMQ")
+        rid = request_id.current()
+        if rid is not None:
+            # The consumer logs under the request that caused the message (the trace context is
+            # added by the aio-pika instrumentation, as `traceparent`).
+            headers = {**(headers or {}), request_id.MESSAGE_HEADER: rid}
+        started = time.perf_counter()
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -217,6 +226,7 @@ class Publisher:
                 await self._exchange.publish(
                     message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
                 )
+            BROKER_PUBLISH.labels(routing_key).observe(time.perf_counter() - started)
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
