@@ -12,6 +12,7 @@ from aiohttp import web
 from .broker import PUBLISHER, Publisher
 from .db import DB_POOL
 from .events import Event
+from .observability.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
 from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,14 @@ class OutboxRelay:
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # SKIP LOCKED: replicas of a service share the table without sending a row twice.
             rows = await conn.fetch(
-                "SELECT id, routing_key, body FROM outbox WHERE exchange = $1"
+                "SELECT id, routing_key, body, now() - created_at AS age FROM outbox WHERE exchange = $1"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
                 self.exchange,
                 BATCH,
             )
             if not rows:
                 return 0
+            OUTBOX_LAG.set(rows[0]["age"].total_seconds())
             for row in rows:
                 # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
                 event = Event.decode(bytes(row["body"]))
@@ -73,7 +75,16 @@ class OutboxRelay:
                     row["routing_key"], bytes(row["body"]), message_id=event.id, mandatory=False
                 )
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-            return len(rows)
+        OUTBOX_PUBLISHED.inc(len(rows))
+        return len(rows)
+
+    async def measure_backlog(self) -> None:
+        """The rows still waiting (this relay's exchange), for the backlog gauge; once per pass."""
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            waiting = await conn.fetchval("SELECT count(*) FROM outbox WHERE exchange = $1", self.exchange)
+        OUTBOX_BACKLOG.set(waiting)
+        if not waiting:
+            OUTBOX_LAG.set(0)
 
     async def run(self) -> None:
         backoff = 0.2
@@ -81,6 +92,7 @@ class OutboxRelay:
             try:
                 while await self.relay_once() == BATCH:
                     pass
+                await self.measure_backlog()
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
