@@ -85,19 +85,21 @@ async def place_bid(request: web.Request) -> web.Response:
         raise _refused("sold", 409, "the offer is sold")
     if offer.ends_at is not None and offer.ends_at <= now:
         raise _refused("closed", 409, "the offer is closed")
-    bid = BidPlaced(uuid.uuid4(), offer_id, who.user_id, who.username, body.bid_price, now)
+    bid = BidPlaced(
+        bid_id=uuid.uuid4(),
+        offer_id=offer_id,
+        user_id=who.user_id,
+        username=who.username,
+        bid_price=body.bid_price,
+        placed_at=now,
+    )
     view = pending_view(bid)
     if key is not None and not await store.claim_request(pool, who.user_id, key, view):
         # A concurrent retry with the same key won the race: answer with its bid.
         earlier = await store.find_request(pool, who.user_id, key)
         return json_response(earlier, status=202, headers={"Idempotent-Replayed": "true"})
     try:
-        await request.app[PUBLISHER].publish(
-            "bid.placed",
-            bid.to_event().encode(),
-            message_id=str(bid.bid_id),
-            headers={"offer_id": str(offer_id)},
-        )
+        await request.app[PUBLISHER].send(bid)
     except Problem:
         if key is not None:
             await store.release_request(pool, who.user_id, key)

@@ -12,7 +12,7 @@ from yarl import URL
 
 from auction_shared.broker import CONNECTION, broker_is_up
 from auction_shared.db import DB_POOL, check_database
-from auction_shared.events import Event, EventType
+from auction_shared.events import OfferCreated, OfferSold
 from auction_shared.jsonio import json_response
 from auction_shared.outbox import RELAY
 from auction_shared.problems import Problem
@@ -80,7 +80,7 @@ async def create_offer(request: web.Request) -> web.Response:
             username=who.username,
         )
         offer = offer_view(row)
-        await request.app[RELAY].add(conn, Event.new(EventType.OFFER_CREATED, offer))
+        await request.app[RELAY].add(conn, OfferCreated(offer))
     request.app[RELAY].wake()
     return json_response(offer, status=201)
 
@@ -117,8 +117,7 @@ async def accept_bid(request: web.Request) -> web.Response:
         if bid["status"] == "rejected":
             raise Problem(409, f"the bid was rejected ({bid['reason']}) and cannot be accepted")
         sold_offer, accepted = await store.sell(conn, offer["id"], bid_id)
-        data = {"offer": offer_view(sold_offer), "bid": bid_view(accepted)}
-        await request.app[RELAY].add(conn, Event.new(EventType.OFFER_SOLD, data))
+        await request.app[RELAY].add(conn, OfferSold(offer_view(sold_offer), bid=bid_view(accepted)))
     request.app[RELAY].wake()
     return json_response(bid_view(accepted))
 

@@ -7,13 +7,16 @@ so log lines of one request share a trace id at almost no cost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+from . import request_id
 
 _instrumented = False
 
@@ -61,3 +64,27 @@ def link_to(headers: Mapping[str, object] | None) -> trace.Link | None:
     """A link to the span that published a message, for a span that handles many messages at once."""
     span_context = trace.get_current_span(context_of(headers)).get_span_context()
     return trace.Link(span_context) if span_context.is_valid else None
+
+
+def carried() -> dict[str, str]:
+    """The request id and trace context of the work at hand, as message headers to store with an
+    outbox row (the relay publishes it later, from no request)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    if (rid := request_id.current()) is not None:
+        headers[request_id.MESSAGE_HEADER] = rid
+    return headers
+
+
+@contextmanager
+def continuing(headers: Mapping[str, object] | None) -> Iterator[None]:
+    """Work done on behalf of a stored message: under its trace context and request id."""
+    token = context.attach(context_of(headers))
+    rid_token = request_id.REQUEST_ID.set(None)
+    if headers is not None and request_id.MESSAGE_HEADER in headers:
+        request_id.adopt(headers)
+    try:
+        yield
+    finally:
+        request_id.REQUEST_ID.reset(rid_token)
+        context.detach(token)
