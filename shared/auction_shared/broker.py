@@ -24,6 +24,7 @@ from .config import Settings
 from .events import Contract
 from .observability import request_id
 from .observability.metrics import BROKER_PUBLISH
+from .observability.tracing import PUBLISHED_AT
 from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
@@ -219,18 +220,18 @@ class Publisher:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
         if self._exchange is None:
             raise DependencyDown("RabbitMQ")
-        rid = request_id.current()
-        if rid is not None:
-            # The consumer logs under the request that caused the message (the trace context is
-            # added by the aio-pika instrumentation, as `traceparent`).
-            headers = {**(headers or {}), request_id.MESSAGE_HEADER: rid}
+        # When it entered the broker (a shard's lag), and the request that caused it (the consumer
+        # logs under it); the trace context is added by the aio-pika instrumentation (`traceparent`).
+        headers = {**(headers or {}), PUBLISHED_AT: time.time()}
+        if (rid := request_id.current()) is not None:
+            headers[request_id.MESSAGE_HEADER] = rid
         started = time.perf_counter()
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
-            headers=dict(headers) if headers is not None else None,
+            headers=headers,
         )
         try:
             # The outer bound also covers what aio-pika's own timeout does not: waiting for a robust

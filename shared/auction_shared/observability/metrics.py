@@ -6,11 +6,14 @@ registry on its own METRICS_PORT, never on the public API port.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("auction_shared.requests")
 
 # Seconds: from sub-millisecond (a cached intake check) to the 5 s dependency timeout and beyond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -133,3 +136,5 @@ async def http_metrics_middleware(request: web.Request, handler: Handler) -> web
         route = resource.canonical if resource is not None else "unmatched"
         HTTP_REQUESTS.labels(_service, request.method, route, str(status)).inc()
         HTTP_LATENCY.labels(_service, request.method, route).observe(time.perf_counter() - started)
+        if log.isEnabledFor(logging.DEBUG):  # a line per request costs intake throughput: DEBUG only
+            log.debug("%s %s answered %d", request.method, route, status)

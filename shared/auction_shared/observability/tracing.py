@@ -19,6 +19,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from . import request_id
 
 _instrumented = False
+# Broker header: when a message was published (epoch seconds), so a consumer knows how long it waited.
+PUBLISHED_AT = "x-published-at"
 
 
 def setup_tracing(service: str, otlp_endpoint: str | None, exporter: SpanExporter | None = None) -> None:
