@@ -20,7 +20,7 @@ from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
 from auction_shared.db import create_pool
 from auction_shared.events import BidPlaced, MalformedEvent, OfferUpdated, decode
-from auction_shared.views import offer_view
+from auction_shared.shapes import offer_shape
 
 from . import observed, store
 from .rules import Decision, OfferState, apply_bids
@@ -288,7 +288,7 @@ class BidWorker:
         observed.judged(decisions)  # committed
         if self.worker.audit_log:
             self._audit(locked_at, decisions)
-        return [offer_view(r) for r in rows if r["id"] in changed_ids]
+        return [offer_shape(r) for r in rows if r["id"] in changed_ids]
 
     def _audit(self, locked_at: float, decisions: list[Decision]) -> None:
         line = {
