@@ -7,20 +7,22 @@ permanent: the batch is split so the one message at fault is dead-lettered and t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import NamedTuple
 
 import asyncpg
 
 from auction_shared import rules
 from auction_shared.events import BidPlaced, CloseOffer
+from auction_shared.outages import DATABASE_REFUSED
 from auction_shared.outbox import OutboxRelay
+from auction_shared.retry import Backoff, retry
 
 from . import announcing, store
 
@@ -29,9 +31,23 @@ log = logging.getLogger("bid_worker")
 # SQLSTATE classes the database repeats on every try of the same statement: 22 data exception
 # (numeric overflow, bad value), 23 integrity constraint (check, foreign key, not null).
 PERMANENT = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
 
 ShardMessage = BidPlaced | CloseOffer
+
+
+class Refused(Exception):
+    """The database refused the batch in a way it will repeat on every try."""
+
+    def __init__(self, cause: asyncpg.PostgresError) -> None:
+        super().__init__(f"the database refuses it: {cause.sqlstate} {cause}")
+
+
+class Decision(NamedTuple):
+    """A new bid as judged: its final status in the batch, and why it was rejected."""
+
+    bid: BidPlaced
+    status: str
+    reason: rules.Rejection | None
 
 
 @dataclass
@@ -39,9 +55,9 @@ class Applied:
     """What a committed batch did, for the acks, the dead letters and the audit file."""
 
     locked_at: float = 0.0
-    bids: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (offer, bid) in order
-    # Index in the batch of each message that can never be applied, and why.
-    dead: dict[int, str] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)  # in the order applied
+    # Index in the batch of each message that can never be applied: (kind, why).
+    dead: dict[int, tuple[str, str]] = field(default_factory=dict)
     ended: int = 0
 
 
@@ -70,10 +86,10 @@ class Applier:
     async def apply_until_done(self, shard: int, work: Sequence[ShardMessage]) -> Applied:
         """Commit `work` (in order), retrying transient failures; split on a permanent one."""
         try:
-            return await self._retry(shard, lambda: self._apply(work))
-        except PERMANENT as exc:
+            return await self._retry(shard, work)
+        except Refused as exc:
             if len(work) == 1:
-                return Applied(dead={0: f"the database refuses it: {exc.sqlstate} {exc}"})
+                return Applied(dead={0: ("refused", str(exc))})
             log.warning(
                 "shard %d: a batch of %d failed for good (%r); applying one by one", shard, len(work), exc
             )
@@ -81,26 +97,31 @@ class Applier:
         for index, item in enumerate(work):
             single = await self.apply_until_done(shard, [item])
             result.locked_at = result.locked_at or single.locked_at
-            result.bids += single.bids
+            result.decisions += single.decisions
             result.ended += single.ended
             if single.dead:
                 result.dead[index] = single.dead[0]
         return result
 
-    async def _retry(self, shard: int, attempt: Callable[[], Awaitable[Applied]]) -> Applied:
-        delay = 0.1
-        while True:
+    async def _retry(self, shard: int, work: Sequence[ShardMessage]) -> Applied:
+        """Retry the transaction until PostgreSQL takes it: never requeue, never reorder."""
+
+        async def attempt() -> Applied:
             try:
-                return await attempt()
-            except PERMANENT:
-                raise
-            except TRANSIENT as exc:
-                if self._stopping():
-                    raise  # not acked: the broker gives these messages to the next worker
-                self.retries += 1
-                log.warning("shard %d: applying failed (%r); retrying in %.1fs", shard, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
+                return await self._apply(work)
+            except PERMANENT as exc:
+                raise Refused(exc) from exc  # not retried
+
+        def waiting(exc: BaseException, delay: float) -> None:
+            self.retries += 1
+            log.warning(
+                "shard %d: applying %d messages failed (%r); retrying in %.1fs", shard, len(work), exc, delay
+            )
+
+        # Stopping: not acked, so the broker gives these messages to the next worker.
+        return await retry(
+            attempt, on=DATABASE_REFUSED, backoff=Backoff(0.1, 3.0), give_up=self._stopping, waiting=waiting
+        )
 
     async def _apply(self, work: Sequence[ShardMessage]) -> Applied:
         result = Applied()
@@ -117,9 +138,9 @@ class Applier:
                     done.add(item.bid_id)
                 locked = offers.get(item.offer_id)
                 if locked is None:
-                    result.dead[index] = f"unknown offer {item.offer_id}"
+                    result.dead[index] = ("unknown_offer", f"unknown offer {item.offer_id}")
                 elif isinstance(item, BidPlaced) and item.user_id == locked.seller_id:
-                    result.dead[index] = "a bid on the bidder's own offer"
+                    result.dead[index] = ("own_offer", "a bid on the bidder's own offer")
                 else:
                     by_offer[item.offer_id].append(item)
             bidders = sorted(
@@ -141,7 +162,7 @@ class Applier:
             after = [replace(o.auction, standing={}) for o in outcomes]
             offer_rows = await store.update_offers(conn, [a for a in after if a != offers[a.id].auction])
             await announcing.announce(conn, self._relay, outcomes, offer_rows, [*new_bids, *earlier])
-        result.bids = [(bid.offer_id, bid.bid_id) for bid, _, _ in judged]
+        result.decisions = [Decision(bid, final[bid.bid_id], reason) for bid, _, reason in judged]
         result.ended = sum(o.ended for o in outcomes)
         self._relay.wake()
         return result

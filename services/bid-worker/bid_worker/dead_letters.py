@@ -15,6 +15,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from auction_shared.broker import Topology
 
+from . import observed
+
 log = logging.getLogger("bid_worker")
 
 REASON_HEADER = "x-dead-reason"
@@ -37,14 +39,16 @@ class DeadLetters:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
-    async def send(self, message: AbstractIncomingMessage, reason: str) -> None:
-        """Move `message` to the dead-letter queue with `reason`; the caller no longer acks it.
+    async def send(self, message: AbstractIncomingMessage, kind: str, reason: str) -> None:
+        """Move `message` to the dead-letter queue with `reason` (`kind` names it for the metrics);
+        the caller no longer acks it.
 
         If the copy cannot be published, the original is rejected without requeue, which reaches the
         same queue (without the header): the shard must not stop on it either way.
         """
         log.error("dead-lettering message %s: %s", message.message_id, reason)
         self.count += 1
+        observed.dead_lettered(kind)
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason[:500]
         copy = aio_pika.Message(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from auction_shared.web import HealthCheck, health_handler
+from auction_shared.health import HealthCheck, health_handler
 
 from .settings import WorkerSettings
 from .worker import BidWorker

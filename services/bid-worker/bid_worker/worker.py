@@ -11,12 +11,14 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from auction_shared import broker
-from auction_shared.broker import Publisher, Topology, broker_is_up
+from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
-from auction_shared.db import check_database, create_pool
+from auction_shared.db import create_pool
 from auction_shared.events import BidPlaced, CloseOffer, MalformedEvent, decode
+from auction_shared.outages import broker_is_up, database_is_up
 from auction_shared.outbox import OutboxRelay
 
+from . import observed
 from .applying import Applier, ShardMessage
 from .audit import AuditLog
 from .closer import Closer
@@ -149,7 +151,7 @@ class BidWorker:
         return self._connection is not None and broker_is_up(self._connection)
 
     async def database_up(self) -> bool:
-        return self._pool is not None and await check_database(self._pool, self.settings.dependency_timeout)
+        return self._pool is not None and await database_is_up(self._pool, self.settings.dependency_timeout)
 
     def shard_loops_alive(self) -> bool:
         """Every shard has a running loop (a loop being restarted counts as alive)."""
@@ -196,10 +198,13 @@ class BidWorker:
                 assert self._connection is not None
                 log.info("worker %s hands shard %d to its owner", self.worker.worker_id, shard.index)
                 await shard.release(self._connection, self.worker.prefetch)
+                observed.handed_over(shard.index)
                 continue
             batch = shard.take_batch(first, self.worker.max_batch)
             # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
-            shard.current = asyncio.ensure_future(self._handle(shard, batch))
+            shard.current = asyncio.ensure_future(
+                observed.batch(shard.index, batch, shard.inbox.empty, self._handle(shard, batch))
+            )
             await asyncio.shield(shard.current)
 
     async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
@@ -211,22 +216,23 @@ class BidWorker:
                 work.append(shard_message(message))
                 messages.append(message)
             except MalformedEvent as exc:
-                await self._dead.send(message, str(exc))
+                await self._dead.send(message, "malformed", str(exc))
         if not work:
             return
         applied = await self._applier.apply_until_done(shard.index, work)
-        for index, reason in applied.dead.items():
-            await self._dead.send(messages[index], reason)
+        for index, (kind, reason) in applied.dead.items():
+            await self._dead.send(messages[index], kind, reason)
         # One ack for the rest of the batch, after the commit (on a message not settled alone).
         settled_alone = set(applied.dead)
         last = max((i for i in range(len(messages)) if i not in settled_alone), default=None)
         if last is not None:
             await self._settle(messages[last].ack(multiple=True))
-        self.applied += len(applied.bids)
+        observed.judged(applied.decisions)  # committed
+        self.applied += len(applied.decisions)
         self.ended += applied.ended
         self.batches += 1
-        if self._audit is not None and applied.bids:
-            self._audit.batch(applied.locked_at, applied.bids)
+        if self._audit is not None and applied.decisions:
+            self._audit.batch(applied.locked_at, [(d.bid.offer_id, d.bid.bid_id) for d in applied.decisions])
 
     async def _settle(self, settle: Awaitable[object]) -> None:
         try:
