@@ -144,37 +144,6 @@ async def test_an_outbid_bid_can_be_accepted_but_a_pending_one_is_not_found(
     assert resp.status == 200 and (await resp.json())["accepted"] is True
 
 
-async def test_bids_after_the_lifetime_are_rejected(
-    worker_control, raw_channel, offers_client, bids_client, make_user, settings
-):
-    owner, alice = await make_user("own"), await make_user("alice")
-    offer = await create_offer(offers_client, owner, bid_price=1, lifetime=1)
-    assert offer["ends_at"] is not None and offer["lifetime"] == 1
-    ends_at = datetime.fromisoformat(offer["ends_at"])
-    assert ends_at == datetime.fromisoformat(offer["go_live"]) + timedelta(seconds=1)
-    # A bid placed while the offer was open (as intake would have queued it), processed after the end.
-    in_time = BidPlaced(
-        bid_id=uuid.uuid4(),
-        offer_id=uuid.UUID(offer["id"]),
-        user_id=uuid.uuid4(),
-        username=alice.username,
-        bid_price=Decimal(5),
-        placed_at=datetime.fromisoformat(offer["go_live"]),
-    )
-    await publish_raw(raw_channel, settings, in_time.encode(), offer["id"])
-    await wait_until(
-        lambda: datetime.now(timezone.utc) > ends_at + timedelta(milliseconds=200), 10, "offer end"
-    )
-    await worker_control.start()
-    await wait_applied(settings.database_url, [str(in_time.bid_id)])
-    resp = await bids_client.get(f"/v1/bid/{in_time.bid_id}", headers=owner.headers)
-    late = await resp.json()
-    assert late["status"] == "rejected" and late["reason"] == "offer_closed"
-    # Intake refuses new bids once the offer has ended.
-    status, problem = await place(bids_client, alice, offer["id"], 6)
-    assert status == 409 and problem["status"] == 409 and "closed" in problem["detail"]
-
-
 async def test_bids_before_go_live_are_rejected_not_live(
     worker, offers_client, bids_client, make_user, settings
 ):

@@ -91,7 +91,9 @@ def run_model(
         candidates = [start_price, lead.price, offer.price]
         if others:
             second = max(others)
-            candidates.append(lead.top if second == lead.top else min(lead.top, second + step(second, fixed_increment)))
+            candidates.append(
+                lead.top if second == lead.top else min(lead.top, second + step(second, fixed_increment))
+            )
         if reserve is not None and lead.top >= reserve:
             candidates.append(reserve)
         offer.price = max(candidates)
