@@ -156,6 +156,11 @@ class Settings:
     # How long a request may wait on Postgres, RabbitMQ or an upstream before it gets a 503.
     dependency_timeout: float = setting("DEPENDENCY_TIMEOUT", 5.0, minimum=0.1)
     login_attempts_per_minute: int = setting("LOGIN_ATTEMPTS_PER_MINUTE", 10, minimum=1)
+    # Sign-ups hashing at once per auth process; more get 503, so logins keep their own threads.
+    signup_hash_slots: int = setting("SIGNUP_HASH_SLOTS", 2, minimum=1)
+    # Reverse proxies in front of the gateway that append to X-Forwarded-For; the client address is
+    # the one the outermost of them saw. 0: the address the gateway itself sees.
+    trusted_proxy_hops: int = setting("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=10)
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", ())
     ws_allowed_origins: tuple[str, ...] = setting("WS_ALLOWED_ORIGINS", ())
     # Frames a WebSocket client may be behind before it is closed (1008) instead of buffered.

@@ -20,6 +20,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "migrations"
 _LOCK_ID = 0x_A0C7_10_4E
 
 
+class MigrationFailed(RuntimeError):
+    """A migration refused to apply (its own check, or the database's); nothing of it was kept."""
+
+    def __init__(self, name: str, error: asyncpg.PostgresError) -> None:
+        hint = getattr(error, "hint", None)
+        super().__init__(f"migration {name} failed: {error}" + (f"\n{hint}" if hint else ""))
+
+
 def _admin_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     name = parts.path.lstrip("/") or "postgres"
@@ -76,13 +84,16 @@ async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
         for number, path in migration_files(directory):
             if number in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    number,
-                    path.name,
-                )
+            try:
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        number,
+                        path.name,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationFailed(path.name, exc) from exc
             applied.append(number)
             log.info("applied migration %s", path.name)
     finally:
@@ -98,6 +109,9 @@ async def main() -> int:
         if await create_database(settings.database_url):
             print(f"created database {where}")
         applied = await migrate(settings.database_url)
+    except MigrationFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     except (OSError, asyncpg.PostgresError) as exc:
         print(
             f"cannot reach PostgreSQL at {where}: {exc}\n"
