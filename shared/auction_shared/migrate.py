@@ -24,8 +24,8 @@ class MigrationFailed(RuntimeError):
     """A migration refused to apply (its own check, or the database's); nothing of it was kept."""
 
     def __init__(self, name: str, error: asyncpg.PostgresError) -> None:
-        hint = getattr(error, "hint", None)
-        super().__init__(f"migration {name} failed: {error}" + (f"\n{hint}" if hint else ""))
+        # asyncpg's message carries the migration's HINT, if it gave one.
+        super().__init__(f"migration {name} failed: {error}")
 
 
 def _admin_url(url: str) -> tuple[str, str]:
