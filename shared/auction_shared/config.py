@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, TypeVar, cast
 
+from .secret_strength import weakness
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the process cannot start."""
@@ -176,10 +178,12 @@ class Settings:
         return read(cls, env)
 
     def require_jwt_secret(self) -> str:
-        if len(self.jwt_secret) < 32:
+        """The signing secret, or ConfigError if it is missing or guessable (a shipped placeholder)."""
+        reason = weakness(self.jwt_secret) if self.jwt_secret else "it is not set"
+        if reason is not None:
             raise ConfigError(
-                "JWT_SECRET must be set to at least 32 characters "
-                "(make run generates one; e.g. `export JWT_SECRET=$(openssl rand -hex 32)`)"
+                f"JWT_SECRET is refused: {reason}. Set a random one: `openssl rand -hex 32` "
+                "(make run and make env generate one)"
             )
         return self.jwt_secret
 

@@ -12,6 +12,7 @@ import asyncpg
 
 from .config import Settings
 from .db import describe
+from .db_roles import RoleSettings, apply_roles
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,19 @@ async def main() -> int:
         if await create_database(settings.database_url):
             print(f"created database {where}")
         applied = await migrate(settings.database_url)
+        roles = RoleSettings.from_env()
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await apply_roles(conn, roles.passwords, roles.prefix)
+        finally:
+            await conn.close()
+    except asyncpg.InsufficientPrivilegeError as exc:
+        print(
+            f"cannot set up the services' database roles as {describe(settings.database_url)}: {exc}\n"
+            "the migrating role must own the database and may create roles (CREATEROLE)",
+            file=sys.stderr,
+        )
+        return 1
     except MigrationFailed as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -121,7 +135,7 @@ async def main() -> int:
         return 1
     print(
         f"database {where} is at migration {max((n for n, _ in migration_files()), default=0)}"
-        f" ({len(applied)} applied now)"
+        f" ({len(applied)} applied now); service roles {roles.prefix}_* granted their tables"
     )
     return 0
 

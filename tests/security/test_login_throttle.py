@@ -30,7 +30,9 @@ async def test_fifty_concurrent_wrong_passwords_on_two_replicas_let_only_the_lim
     strict = replace(settings, login_attempts_per_minute=LIMIT)
     replicas = [await aiohttp_client(create_app(strict)) for _ in range(2)]
     username = f"target_{uuid.uuid4().hex[:10]}"
-    assert (await replicas[0].post("/v1/signup", json={"username": username, "password": "right"})).status == 201
+    assert (
+        await replicas[0].post("/v1/signup", json={"username": username, "password": "right"})
+    ).status == 201
 
     checked = 0
     lock = threading.Lock()

@@ -24,7 +24,9 @@ async def test_alice_blocks_alice_and_logs_in_in_any_case_as_herself(settings: S
         resp = await world.gateway.post("/v1/signup", json={"username": name, "password": "alice-pw"})
         assert resp.status == 201
         user_id = (await resp.json())["id"]
-        impostor = await world.gateway.post("/v1/signup", json={"username": name.lower(), "password": "x-pw1"})
+        impostor = await world.gateway.post(
+            "/v1/signup", json={"username": name.lower(), "password": "x-pw1"}
+        )
         assert impostor.status == 409
 
         for spelling in (name, name.lower(), name.upper()):

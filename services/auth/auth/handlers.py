@@ -55,9 +55,7 @@ async def signup(request: web.Request) -> web.Response:
     try:
         password_hash = await request.app[HASHER].hash(body.password)
     except Busy:
-        raise Problem(
-            503, "too many sign-ups at once, retry shortly", headers={"Retry-After": "1"}
-        ) from None
+        raise Problem(503, "too many sign-ups at once, retry shortly", headers={"Retry-After": "1"}) from None
     user_id = await store.insert_user(pool, body.username, password_hash)
     if user_id is None:  # taken meanwhile
         raise _taken(body.username)

@@ -45,12 +45,16 @@ class LoginThrottle:
         now = self._clock()
         # Sorted, so two attempts lock their rows in the same order and never deadlock.
         rows = await conn.fetch(_COUNT, sorted(set(keys)), now, self._window, self._limit + 1)
-        over = [r["window_started"] + self._window - now for r in rows if r["attempts"] > self._limit]
+        over: list[timedelta] = [
+            r["window_started"] + self._window - now for r in rows if r["attempts"] > self._limit
+        ]
         if not over:
             return 0
         return max(1, math.ceil(max(over).total_seconds()))
 
-    async def succeeded(self, conn: asyncpg.Pool | asyncpg.Connection, user_key: str, address_key: str) -> None:
+    async def succeeded(
+        self, conn: asyncpg.Pool | asyncpg.Connection, user_key: str, address_key: str
+    ) -> None:
         """A right password: the username starts afresh, and the address gets its attempt back."""
         await conn.execute(
             "WITH gone AS (DELETE FROM login_attempts WHERE key = $1)"
@@ -61,4 +65,6 @@ class LoginThrottle:
 
     async def forget_ended(self, conn: asyncpg.Pool | asyncpg.Connection) -> None:
         """Delete the rows of windows that ended (they would start afresh anyway)."""
-        await conn.execute("DELETE FROM login_attempts WHERE window_started <= $1", self._clock() - self._window)
+        await conn.execute(
+            "DELETE FROM login_attempts WHERE window_started <= $1", self._clock() - self._window
+        )
