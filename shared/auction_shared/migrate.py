@@ -113,12 +113,14 @@ async def main() -> int:
         roles = RoleSettings.from_env()
         conn = await asyncpg.connect(settings.database_url)
         try:
+            # Under the migrations' lock: two migrate runs granting at once would trip on each other.
+            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
             await apply_roles(conn, roles.passwords, roles.prefix)
         finally:
             await conn.close()
     except asyncpg.InsufficientPrivilegeError as exc:
         print(
-            f"cannot set up the services' database roles as {describe(settings.database_url)}: {exc}\n"
+            f"cannot set up the services' database roles on {where}: {exc}\n"
             "the migrating role must own the database and may create roles (CREATEROLE)",
             file=sys.stderr,
         )

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
@@ -17,16 +16,9 @@ from auction_shared.broker import Topology, delete_topology
 from auction_shared.broker_users import ManagementApi, apply_users, management_session
 from auction_shared.config import Settings
 from auction_shared.db_roles import apply_roles
+from auction_shared.urls import with_login
 
 MANAGEMENT_URL = "http://127.0.0.1:15672"
-
-
-def with_user(url: str, user: str, password: str | None = None) -> str:
-    """`url` logging in as `user` instead (the same host, port, database or vhost)."""
-    parts = urlsplit(url)
-    login = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
-    host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"{login}@{host}" + (f":{parts.port}" if parts.port else "")))
 
 
 @dataclass
@@ -42,12 +34,12 @@ class Accounts:
         settings = self.base
         if service in self.database_roles:
             settings = replace(
-                settings, database_url=with_user(settings.database_url, self.database_roles[service])
+                settings, database_url=with_login(settings.database_url, self.database_roles[service])
             )
         if service in self.broker_users:
             settings = replace(
                 settings,
-                amqp_url=with_user(
+                amqp_url=with_login(
                     settings.amqp_url, self.broker_users[service], self.broker_passwords[service]
                 ),
             )
