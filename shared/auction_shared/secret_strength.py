@@ -14,6 +14,7 @@ MIN_BITS = 128
 # case would hit one base64 secret in 10^4).
 PLACEHOLDER_WORDS = (
     "replace",
+    "generated",
     "placeholder",
     "change",
     "example",
@@ -41,12 +42,12 @@ def repeats_itself(value: str) -> bool:
 
 def weakness(value: str) -> str | None:
     """Why `value` must not sign tokens, or None if it may."""
-    if len(value) < MIN_LENGTH:
-        return f"it is shorter than {MIN_LENGTH} characters"
     lowered = value.lower()
     word = next((w for w in PLACEHOLDER_WORDS if w in lowered), None)
     if word is not None:
         return f"it looks like a placeholder (it contains {word!r})"
+    if len(value) < MIN_LENGTH:
+        return f"it is shorter than {MIN_LENGTH} characters"
     if repeats_itself(value):
         return "it repeats a pattern"
     if estimated_bits(value) < MIN_BITS:
