@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aio_pika
@@ -20,6 +20,7 @@ from aiohttp import web
 from pamqp.common import FieldValue
 
 from .config import Settings
+from .events import Contract
 from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,9 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
         durable=True,
         arguments={"hash-header": "offer_id"},
     )
+    # Bids and every command for an offer (its close) reach the offer's shard, in publish order.
     await bids.bind(events, routing_key="bid.placed")
+    await bids.bind(events, routing_key="command.#")
     shards = []
     for name in topology.shard_queues:
         queue = await channel.declare_queue(
@@ -191,13 +194,23 @@ class Publisher:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
+    async def send(self, message: Contract) -> None:
+        """Publish one contract with the routing key, headers and mandatory flag it owns."""
+        await self.publish(
+            message.routing_key,
+            message.encode(),
+            message_id=message.event_id,
+            headers=message.headers(),
+            mandatory=message.mandatory,
+        )
+
     async def publish(
         self,
         routing_key: str,
         body: bytes,
         *,
         message_id: str | None = None,
-        headers: dict[str, FieldValue] | None = None,
+        headers: Mapping[str, FieldValue] | None = None,
         mandatory: bool = True,
     ) -> None:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
@@ -208,7 +221,7 @@ class Publisher:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
-            headers=headers,
+            headers=dict(headers) if headers is not None else None,
         )
         try:
             # The outer bound also covers what aio-pika's own timeout does not: waiting for a robust
