@@ -120,7 +120,7 @@ class ManagementApi:
         url = URL(self._base + "/api/" + "/".join(quote(part, safe="") for part in path), encoded=True)
         async with self._session.delete(url) as resp:
             if resp.status not in (200, 204, 404):
-                raise RuntimeError(f"DELETE /api/{'/'.join(path)}: {resp.status} {await resp.text()}")
+                raise RuntimeError(f"removing /api/{'/'.join(path)}: {resp.status} {await resp.text()}")
 
 
 def management_session(admin_user: str, admin_password: str, timeout: float = 10.0) -> aiohttp.ClientSession:

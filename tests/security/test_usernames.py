@@ -1,5 +1,5 @@
 """Usernames that differ only in case are one name: sign-up refuses the second, login takes any case,
-and what others see (`created_by`, the token) is the spelling it was signed up with. Migration 006
+and what others see (`created_by`, the token) is the spelling it was signed up with. Migration 008
 refuses to run on a database that already has such a pair, and names them."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from auction_shared.config import Settings
-from auction_shared.migrate import MIGRATIONS_DIR, MigrationFailed, create_database, drop_database, migrate
+from auction_shared.migrate import MigrationFailed, create_database, drop_database, migrate, migration_files
 from tests.support.inprocess import running_world
 
 
@@ -47,12 +47,13 @@ async def test_alice_blocks_alice_and_logs_in_in_any_case_as_herself(settings: S
 
 @pytest.fixture
 async def old_database(settings: Settings, tmp_path: Path):
-    """A database migrated up to 005 (before usernames were one in any case), dropped afterwards."""
+    """A database migrated up to 007 (before usernames were one in any case), dropped afterwards."""
     url = replace(settings, database_url=settings.database_url + "_old").database_url
     old = tmp_path / "migrations"
     old.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("00[1-5]_*.sql")):
-        shutil.copy(path, old)
+    for number, path in migration_files():
+        if number < 8:
+            shutil.copy(path, old)
     await create_database(url)
     await migrate(url, old)
     try:
@@ -61,7 +62,7 @@ async def old_database(settings: Settings, tmp_path: Path):
         await drop_database(url)
 
 
-async def test_migration_006_names_existing_case_clashes_and_changes_nothing_until_they_are_renamed(
+async def test_migration_008_names_existing_case_clashes_and_changes_nothing_until_they_are_renamed(
     old_database: str,
 ) -> None:
     conn = await asyncpg.connect(old_database)
@@ -74,17 +75,23 @@ async def test_migration_006_names_existing_case_clashes_and_changes_nothing_unt
         with pytest.raises(MigrationFailed) as failed:
             await migrate(old_database)
         message = str(failed.value)
-        assert "006_usernames_any_case.sql" in message
+        assert "008_usernames_any_case.sql" in message
         assert "ALICE, Alice, alice" in message and "Bob, bob" in message and "carol" not in message
         assert str(ids["Alice"]) in message and "rename" in message
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 5
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 7
 
         for name, renamed in (("alice", "alice_2"), ("ALICE", "alice_3"), ("bob", "bob_2")):
             await conn.execute("UPDATE users SET username = $1 WHERE id = $2", renamed, ids[name])
-        assert 6 in await migrate(old_database)
+        assert 8 in await migrate(old_database)
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(
                 "INSERT INTO users (id, username, password_hash) VALUES ($1, 'CAROL', 'x')", uuid.uuid4()
             )
     finally:
         await conn.close()
+
+
+def test_no_two_migrations_share_a_number() -> None:
+    # Two files with one number: the second would be recorded as applied without ever running.
+    numbers = [number for number, _ in migration_files()]
+    assert len(numbers) == len(set(numbers)), sorted(numbers)

@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-# Usernames are unique regardless of case (migration 006's index on lower(username)): every lookup
+# Usernames are unique regardless of case (migration 008's index on lower(username)): every lookup
 # goes through lower() so it uses that index.
 
 
