@@ -11,11 +11,12 @@ import os
 import secrets
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
 
-from auction_shared.config import Settings
+from auction_shared.config import Settings, read, setting
 from auction_shared.db import describe
 from auction_shared.migrate import main as migrate_main
 
@@ -45,17 +46,26 @@ async def broker_ready(settings: Settings) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class LocalRun:
+    """How many of the replicable processes `make run` starts."""
+
+    gateway_replicas: int = setting("GATEWAY_REPLICAS", 1, minimum=1)
+    bid_workers: int = setting("BID_WORKERS", 2, minimum=0)
+
+
 def plan(settings: Settings) -> list[tuple[str, str, dict[str, str]]]:
     """(name, module, extra environment) of every process to start."""
+    local = read(LocalRun)
     procs: list[tuple[str, str, dict[str, str]]] = [
         ("auth", "auth", {}),
         ("offers", "offers", {}),
         ("bids", "bids", {}),
         ("gateway", "gateway", {}),
     ]
-    for i in range(1, int(os.environ.get("GATEWAY_REPLICAS", "1"))):
+    for i in range(1, local.gateway_replicas):
         procs.append((f"gateway{i + 1}", "gateway", {"GATEWAY_PORT": str(settings.gateway_port + 10 * i)}))
-    for i in range(int(os.environ.get("BID_WORKERS", "2"))):
+    for i in range(local.bid_workers):
         procs.append((f"bid-worker{i + 1}", "bid_worker", {"WORKER_ID": f"bid-worker{i + 1}"}))
     return procs
 

@@ -1,91 +1,174 @@
-"""Settings read from the environment, one frozen dataclass for every service."""
+"""The one configuration reader: every process's settings from the environment, typed and checked.
+
+A settings class is a frozen dataclass whose fields are declared with `setting("ENV_NAME", default)`.
+`read(cls)` fills it from the environment: each value is parsed by the field's type, checked against
+its bounds, and every bad value is reported in one `ConfigError` of the same shape
+(`NAME: must be ..., got '...'`), so a process refuses to start with the whole list at once.
+A field declared `secret=True` stays out of `repr` and out of error messages.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, TypeVar, cast
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the process cannot start."""
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+def setting(
+    env: str,
+    default: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    clean: Callable[[str], str] | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declare a field read from the environment variable `env` (absent or empty: `default`).
+
+    `clean` normalises the raw text before it is parsed (e.g. strip a trailing slash)."""
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={
+            "env": env,
+            "minimum": minimum,
+            "maximum": maximum,
+            "choices": choices,
+            "clean": clean,
+            "secret": secret,
+        },
+    )
+
+
+def env_name(f: Field[Any]) -> str | None:
+    """The environment variable a field is read from, or None for a field that is not a setting."""
+    name = f.metadata.get("env")
+    return name if isinstance(name, str) else None
+
+
+S = TypeVar("S")
+
+
+def read(cls: type[S], env: Mapping[str, str] | None = None) -> S:
+    """An instance of the settings class `cls` from `env` (default: the process environment)."""
+    source = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for f in fields(cast(Any, cls)):
+        name = env_name(f)
+        if name is None:
+            continue
+        raw = source.get(name, "").strip()
+        if raw == "":
+            continue
+        clean = f.metadata["clean"]
+        try:
+            values[f.name] = _check(_parse(hints[f.name], clean(raw) if clean else raw), f.metadata)
+        except ValueError as exc:
+            shown = "(hidden)" if f.metadata["secret"] else repr(raw)
+            errors.append(f"{name}: {exc}, got {shown}")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return cls(**values)
+
+
+def _parse(kind: Any, raw: str) -> Any:
+    if kind is str:
+        return raw
+    if kind is bool:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("must be true or false")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+    if kind is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        return value
+    if typing.get_origin(kind) is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        return _parse(inner, raw)
+    raise TypeError(f"no parser for settings of type {kind!r}")  # a programming error, not a bad value
+
+
+def _check(value: Any, meta: Mapping[str, Any]) -> Any:
+    minimum, maximum, choices = meta["minimum"], meta["maximum"], meta["choices"]
+    if minimum is not None and value < minimum:
+        raise ValueError(f"must be >= {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"must be <= {maximum:g}")
+    if choices is not None and value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}")
     return value
 
 
-def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+def _url(raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def _upper(raw: str) -> str:
+    return raw.upper()
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/auction"
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """What every service reads: where its dependencies are, its port, its limits."""
+
+    # URLs may carry passwords: never in repr.
+    database_url: str = setting("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/auction", secret=True)
+    amqp_url: str = setting("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", secret=True)
     # Prefix of every exchange and queue name, so test runs never share the broker's names.
-    amqp_prefix: str = "auction"
-    jwt_secret: str = field(default="", repr=False)
-    jwt_ttl_seconds: int = 3600
-    bcrypt_rounds: int = 12
-    bid_shards: int = 8
-    host: str = "127.0.0.1"
-    gateway_port: int = 8000
-    auth_port: int = 8001
-    offers_port: int = 8002
-    bids_port: int = 8003
-    auth_url: str = "http://127.0.0.1:8001"
-    offers_url: str = "http://127.0.0.1:8002"
-    bids_url: str = "http://127.0.0.1:8003"
+    amqp_prefix: str = setting("AMQP_PREFIX", "auction")
+    jwt_secret: str = setting("JWT_SECRET", "", secret=True)
+    jwt_ttl_seconds: int = setting("JWT_TTL_SECONDS", 3600, minimum=1)
+    bcrypt_rounds: int = setting("BCRYPT_ROUNDS", 12, minimum=4, maximum=31)
+    bid_shards: int = setting("BID_SHARDS", 8, minimum=1)
+    host: str = setting("HOST", "127.0.0.1")
+    gateway_port: int = setting("GATEWAY_PORT", 8000, minimum=0, maximum=65535)
+    auth_port: int = setting("AUTH_PORT", 8001, minimum=0, maximum=65535)
+    offers_port: int = setting("OFFERS_PORT", 8002, minimum=0, maximum=65535)
+    bids_port: int = setting("BIDS_PORT", 8003, minimum=0, maximum=65535)
+    auth_url: str = setting("AUTH_URL", "http://127.0.0.1:8001", clean=_url)
+    offers_url: str = setting("OFFERS_URL", "http://127.0.0.1:8002", clean=_url)
+    bids_url: str = setting("BIDS_URL", "http://127.0.0.1:8003", clean=_url)
     # How long a request may wait on Postgres, RabbitMQ or an upstream before it gets a 503.
-    dependency_timeout: float = 5.0
-    login_attempts_per_minute: int = 10
-    cors_origins: tuple[str, ...] = ()
-    ws_allowed_origins: tuple[str, ...] = ()
+    dependency_timeout: float = setting("DEPENDENCY_TIMEOUT", 5.0, minimum=0.1)
+    login_attempts_per_minute: int = setting("LOGIN_ATTEMPTS_PER_MINUTE", 10, minimum=1)
+    cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", ())
+    ws_allowed_origins: tuple[str, ...] = setting("WS_ALLOWED_ORIGINS", ())
     # Frames a WebSocket client may be behind before it is closed (1008) instead of buffered.
-    ws_client_queue: int = 256
+    ws_client_queue: int = setting("WS_CLIENT_QUEUE", 256, minimum=1)
     # Seconds between pings on a WebSocket; a peer that does not pong within half of it is dropped.
-    ws_heartbeat_seconds: float = 20.0
-    log_level: str = "INFO"
+    ws_heartbeat_seconds: float = setting("WS_HEARTBEAT_SECONDS", 20.0, minimum=0.1)
+    log_level: str = setting(
+        "LOG_LEVEL", "INFO", clean=_upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        d = cls()
-        return cls(
-            database_url=env.get("DATABASE_URL") or d.database_url,
-            amqp_url=env.get("AMQP_URL") or d.amqp_url,
-            amqp_prefix=env.get("AMQP_PREFIX") or d.amqp_prefix,
-            jwt_secret=env.get("JWT_SECRET", ""),
-            jwt_ttl_seconds=_int(env, "JWT_TTL_SECONDS", d.jwt_ttl_seconds, minimum=1),
-            bcrypt_rounds=_int(env, "BCRYPT_ROUNDS", d.bcrypt_rounds, minimum=4),
-            bid_shards=_int(env, "BID_SHARDS", d.bid_shards, minimum=1),
-            host=env.get("HOST") or d.host,
-            gateway_port=_int(env, "GATEWAY_PORT", d.gateway_port),
-            auth_port=_int(env, "AUTH_PORT", d.auth_port),
-            offers_port=_int(env, "OFFERS_PORT", d.offers_port),
-            bids_port=_int(env, "BIDS_PORT", d.bids_port),
-            auth_url=(env.get("AUTH_URL") or d.auth_url).rstrip("/"),
-            offers_url=(env.get("OFFERS_URL") or d.offers_url).rstrip("/"),
-            bids_url=(env.get("BIDS_URL") or d.bids_url).rstrip("/"),
-            dependency_timeout=float(env.get("DEPENDENCY_TIMEOUT") or d.dependency_timeout),
-            login_attempts_per_minute=_int(
-                env, "LOGIN_ATTEMPTS_PER_MINUTE", d.login_attempts_per_minute, minimum=1
-            ),
-            cors_origins=_list(env, "CORS_ORIGINS"),
-            ws_allowed_origins=_list(env, "WS_ALLOWED_ORIGINS"),
-            ws_client_queue=_int(env, "WS_CLIENT_QUEUE", d.ws_client_queue, minimum=1),
-            ws_heartbeat_seconds=float(env.get("WS_HEARTBEAT_SECONDS") or d.ws_heartbeat_seconds),
-            log_level=(env.get("LOG_LEVEL") or d.log_level).upper(),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        return read(cls, env)
 
     def require_jwt_secret(self) -> str:
         if len(self.jwt_secret) < 32:
@@ -94,3 +177,10 @@ class Settings:
                 "(make run generates one; e.g. `export JWT_SECRET=$(openssl rand -hex 32)`)"
             )
         return self.jwt_secret
+
+
+def defaults(cls: type[Any]) -> dict[str, Any]:
+    """Every setting of `cls` with its default, by environment variable (for docs and tests)."""
+    return {
+        name: f.default for f in fields(cls) if (name := env_name(f)) is not None and f.default is not MISSING
+    }

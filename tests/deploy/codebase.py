@@ -17,6 +17,7 @@ SHARED = ROOT / "shared"
 CONFIG = SHARED / "auction_shared" / "config.py"
 
 _ENV_READS = [
+    re.compile(r"""\bsetting\(\s*["']([A-Z][A-Z0-9_]*)["']"""),  # a field of a settings class
     re.compile(r"""\.get\(\s*["']([A-Z][A-Z0-9_]*)["']"""),  # env.get("X"), os.environ.get("X")
     re.compile(r"""_(?:int|list)\(\s*env\s*,\s*["']([A-Z][A-Z0-9_]*)["']"""),
     re.compile(r"""getenv\(\s*["']([A-Z][A-Z0-9_]*)["']"""),

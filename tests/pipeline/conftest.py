@@ -11,7 +11,8 @@ import pytest
 
 from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
-from bid_worker.worker import BidWorker, WorkerSettings
+from bid_worker.settings import WorkerSettings
+from bid_worker.worker import BidWorker
 
 
 @pytest.fixture

@@ -9,15 +9,17 @@ import sys
 from auction_shared.config import ConfigError, Settings
 from auction_shared.web import install_uvloop, setup_logging
 
-from .health import health_port, start_health
-from .worker import BidWorker, WorkerSettings
+from .health import start_health
+from .settings import WorkerSettings
+from .worker import BidWorker
 
 
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging(settings)
-    worker = BidWorker(settings, WorkerSettings.from_env())
-    port = health_port()  # checked first, so a bad value fails before any shard is consumed
+    worker_settings = WorkerSettings.from_env()  # read first: a bad value fails before any shard is consumed
+    worker = BidWorker(settings, worker_settings)
+    port = worker_settings.health_port
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,28 +6,23 @@ still reaches RabbitMQ and PostgreSQL. Off unless WORKER_HEALTH_PORT is set.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from auction_shared.broker import broker_is_up
-from auction_shared.config import ConfigError
 from auction_shared.db import check_database
 from auction_shared.web import health_handler
 
+from .settings import WorkerSettings
 from .worker import BidWorker
 
 WORKER = web.AppKey("worker", BidWorker)
 
 
-def health_port(env: dict[str, str] | None = None) -> int | None:
+def health_port(env: Mapping[str, str] | None = None) -> int | None:
     """The port from WORKER_HEALTH_PORT, or None when the endpoint is off."""
-    raw = (os.environ if env is None else env).get("WORKER_HEALTH_PORT", "")
-    if raw == "":
-        return None
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError(f"WORKER_HEALTH_PORT must be a TCP port, got {raw!r}")
-    return int(raw)
+    return WorkerSettings.from_env(env).health_port
 
 
 # The worker keeps its connection and pool to itself; the probe only looks at them.

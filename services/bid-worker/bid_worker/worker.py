@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -27,6 +24,7 @@ from auction_shared.views import offer_view
 
 from . import store
 from .rules import Decision, OfferState, apply_bids
+from .settings import WorkerSettings
 from .sharing import Roster, owner
 
 log = logging.getLogger("bid_worker")
@@ -34,26 +32,6 @@ log = logging.getLogger("bid_worker")
 # How often workers announce themselves, and how often each checks whether to hand a shard on.
 HEARTBEAT_SECONDS = 2.0
 REBALANCE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    # Unacked messages the broker may push per shard; also bounds the next batch.
-    prefetch: int = 1000
-    max_batch: int = 1000
-    worker_id: str = f"{socket.gethostname()}:{os.getpid()}"
-    # If set, one JSON line per committed batch: which offers and bids, when locked and committed.
-    audit_log: str | None = None
-
-    @classmethod
-    def from_env(cls) -> WorkerSettings:
-        d = cls()
-        return cls(
-            prefetch=int(os.environ.get("WORKER_PREFETCH") or d.prefetch),
-            max_batch=int(os.environ.get("WORKER_MAX_BATCH") or d.max_batch),
-            worker_id=os.environ.get("WORKER_ID") or d.worker_id,
-            audit_log=os.environ.get("WORKER_AUDIT_LOG") or None,
-        )
 
 
 class Shard:

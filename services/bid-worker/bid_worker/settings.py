@@ -1,0 +1,28 @@
+"""The bid-worker's own settings, read by the one configuration reader."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from auction_shared.config import read, setting
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    # Unacked messages the broker may push per shard; also bounds the next batch.
+    prefetch: int = setting("WORKER_PREFETCH", 1000, minimum=1, maximum=65535)
+    max_batch: int = setting("WORKER_MAX_BATCH", 1000, minimum=1)
+    # Names this worker on the roster and in `bids.processed_by`.
+    worker_id: str = setting("WORKER_ID", f"{socket.gethostname()}:{os.getpid()}")
+    # GET /health for probes on this port; off when unset.
+    health_port: int | None = setting("WORKER_HEALTH_PORT", None, minimum=1, maximum=65535)
+    # If set, one JSON line per committed batch (which offers and bids, when locked and committed):
+    # the failover tests read it.
+    audit_log: str | None = setting("WORKER_AUDIT_LOG", None)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        return read(cls, env)
