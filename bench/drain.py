@@ -90,7 +90,16 @@ def plan_bids(offer_ids: list[uuid.UUID], total: int, seed: int) -> tuple[list[B
         offer = offer_ids[i % len(offer_ids)]
         user_id, username = bidders[rng.randrange(BIDDERS)]
         price = Decimal(rng.randrange(200, 10_000_000)) / 100
-        bids.append(BidPlaced(uuid.uuid4(), offer, user_id, username, price, now))
+        bids.append(
+            BidPlaced(
+                bid_id=uuid.uuid4(),
+                offer_id=offer,
+                user_id=user_id,
+                username=username,
+                bid_price=price,
+                placed_at=now,
+            )
+        )
         counts[offer] += 1
         top[offer] = max(top[offer], price)
     return bids, Expected(offer_ids, counts, top)
@@ -109,7 +118,7 @@ async def publish(settings: Settings, bids: list[BidPlaced]) -> float:
                 *(
                     exchange.publish(
                         aio_pika.Message(
-                            bid.to_event().encode(),
+                            bid.encode(),
                             content_type="application/json",
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                             message_id=str(bid.bid_id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -23,6 +23,7 @@ from pamqp.common import FieldValue
 
 from .config import Settings
 from .confirms import ConfirmedChannel
+from .events import Contract
 from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
         durable=True,
         arguments={"hash-header": "offer_id"},
     )
+    # Bids and every command for an offer (its close) reach the offer's shard, in publish order.
     await bids.bind(events, routing_key="bid.placed")
+    await bids.bind(events, routing_key="command.#")
     shards = []
     for name in topology.shard_queues:
         queue = await channel.declare_queue(
@@ -209,13 +212,23 @@ class Publisher:
             confirmed = self._confirmed = ConfirmedChannel(cast(aiormq.Channel, underlying))
         return confirmed
 
+    async def send(self, message: Contract) -> None:
+        """Publish one contract with the routing key, headers and mandatory flag it owns."""
+        await self.publish(
+            message.routing_key,
+            message.encode(),
+            message_id=message.event_id,
+            headers=message.headers(),
+            mandatory=message.mandatory,
+        )
+
     async def publish(
         self,
         routing_key: str,
         body: bytes,
         *,
         message_id: str | None = None,
-        headers: dict[str, FieldValue] | None = None,
+        headers: Mapping[str, FieldValue] | None = None,
         mandatory: bool = True,
     ) -> None:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
@@ -226,7 +239,7 @@ class Publisher:
             content_type="application/json",
             delivery_mode=PERSISTENT,
             message_id=message_id,
-            headers=headers,
+            headers=dict(headers) if headers is not None else None,
         )
         try:
             # One bound for everything: a robust channel being restored, the write, the confirm.

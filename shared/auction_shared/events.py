@@ -1,67 +1,396 @@
-"""The events services exchange over RabbitMQ: one envelope, typed payloads, strict parsing."""
+"""The contracts: one frozen class per message the services exchange over RabbitMQ.
+
+Each class owns its routing key, its headers, its schema version and its validation; publishers
+send only these (`Publisher.send`), consumers read only these (`decode`). On the wire every message is
+one JSON envelope: `{"id", "type", "schema", "occurred_at", "data"}`.
+
+Routing keys on the events exchange:
+- `offer.created|updated|sold|ended`: public offer events (the gateways fan them out);
+- `bid.placed` and `command.*`: work for an offer's shard (hashed on the `offer_id` header);
+- `user.<user id>`: private events for one user (the gateways bind the keys of connected users).
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from .jsonio import dumps, loads
 
+SCHEMA_VERSION = 1
+# Money bounds of the public API: positive, below 10^12, at most two decimals.
+MONEY_LIMIT = Decimal(10) ** 12
+MAX_USERNAME = 32
+
 
 class EventType(StrEnum):
-    """Routing keys on the `auction.events` topic exchange."""
+    """The `type` of an envelope: names the contract class."""
 
     OFFER_CREATED = "offer.created"
     OFFER_UPDATED = "offer.updated"
     OFFER_SOLD = "offer.sold"
+    OFFER_ENDED = "offer.ended"
     BID_PLACED = "bid.placed"
+    BID_UPDATED = "bid.updated"
+    CLOSE_OFFER = "command.close"
 
 
 class MalformedEvent(ValueError):
-    """A message that can never be processed: it goes to the dead-letter queue."""
+    """A message that can never be processed: it goes to the dead-letter queue, with this reason."""
+
+
+def private_key(user_id: uuid.UUID | str) -> str:
+    """The routing key of events for one user."""
+    return f"user.{user_id}"
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
 
 
 @dataclass(frozen=True)
-class Event:
-    """Envelope of every message: `id` lets consumers drop a redelivered copy."""
+class Contract:
+    """What every message has: an id (consumers drop a redelivered copy by it) and a time."""
 
-    id: str
-    type: EventType
-    occurred_at: str
-    data: dict[str, Any]
+    type: ClassVar[EventType]
+    # A message that must reach a queue: the broker's return is a failure, not a silent drop.
+    mandatory: ClassVar[bool] = False
+
+    event_id: str = field(default_factory=_new_id, kw_only=True)
+    occurred_at: str = field(default_factory=_now, kw_only=True)
+
+    @property
+    def routing_key(self) -> str:
+        return str(self.type)
+
+    def headers(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION}
+
+    def to_data(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     @classmethod
-    def new(cls, type: EventType, data: dict[str, Any]) -> Event:
-        return cls(str(uuid.uuid4()), type, datetime.now(timezone.utc).isoformat(), data)
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        raise NotImplementedError
 
     def encode(self) -> bytes:
         return dumps(
-            {"id": self.id, "type": str(self.type), "occurred_at": self.occurred_at, "data": self.data}
+            {
+                "id": self.event_id,
+                "type": str(self.type),
+                "schema": SCHEMA_VERSION,
+                "occurred_at": self.occurred_at,
+                "data": self.to_data(),
+            }
         )
 
-    @classmethod
-    def decode(cls, body: bytes) -> Event:
+
+CONTRACTS: dict[EventType, type[Contract]] = {}
+
+
+def _contract(cls: type[Contract]) -> type[Contract]:
+    CONTRACTS[cls.type] = cls
+    return cls
+
+
+def owners_of(routing_key: str) -> set[type[Contract]]:
+    """The contracts that publish with `routing_key`: empty if no contract owns it."""
+    if routing_key.startswith("user."):
         try:
-            raw = loads(body)
-            return cls(str(raw["id"]), EventType(raw["type"]), str(raw["occurred_at"]), dict(raw["data"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedEvent(f"not an event: {exc}") from None
+            uuid.UUID(routing_key.removeprefix("user."))
+        except ValueError:
+            return set()
+        return {BidUpdated, OfferSold, OfferEnded}
+    try:
+        kind = EventType(routing_key)
+    except ValueError:
+        return set()
+    return {CONTRACTS[kind]} if kind in CONTRACTS else set()
+
+
+def decode(body: bytes) -> Contract:
+    """The contract a message body holds; MalformedEvent (with the reason) if it holds none."""
+    try:
+        raw = loads(body)
+        if not isinstance(raw, dict):
+            raise MalformedEvent("not a JSON object")
+        schema = raw.get("schema", SCHEMA_VERSION)
+        if schema != SCHEMA_VERSION:
+            raise MalformedEvent(f"unknown schema version {schema!r}")
+        kind = EventType(raw["type"])
+        data = raw["data"]
+        if not isinstance(data, dict):
+            raise MalformedEvent("data is not an object")
+        return CONTRACTS[kind].from_data(data, str(raw["id"]), str(raw["occurred_at"]))
+    except MalformedEvent:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedEvent(f"not an event: {exc!r}") from None
+
+
+# --- field checks shared by the contracts -------------------------------------------------------
+
+
+def _uuid(value: Any, name: str) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise MalformedEvent(f"{name} is not a UUID") from None
+
+
+def money(value: Any, name: str) -> Decimal:
+    """An amount of the public API's money, exactly, or MalformedEvent."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise MalformedEvent(f"{name} is not an amount")
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise MalformedEvent(f"{name} is not an amount") from None
+    exponent = amount.as_tuple().exponent
+    if not amount.is_finite() or not isinstance(exponent, int):
+        raise MalformedEvent(f"{name} is not a finite amount")
+    if amount <= 0 or amount >= MONEY_LIMIT or exponent < -2:
+        raise MalformedEvent(f"{name} must be > 0, < 10^12, with at most 2 decimals")
+    return amount
+
+
+def _time(value: Any, name: str) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise MalformedEvent(f"{name} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise MalformedEvent(f"{name} has no UTC offset")
+    return moment
+
+
+def _offer(value: Any, name: str = "offer") -> dict[str, Any]:
+    """A public offer view: an object with a UUID id and, when present, an integer version ≥ 1."""
+    if not isinstance(value, Mapping):
+        raise MalformedEvent(f"{name} is not an object")
+    _uuid(value.get("id"), f"{name}.id")
+    version = value.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise MalformedEvent(f"{name}.version must be an integer >= 1")
+    if "reserve_price" in value:
+        raise MalformedEvent(f"{name} carries the reserve, which only its seller may see")
+    return dict(value)
+
+
+def _bid(value: Any, *, private: bool) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedEvent("bid is not an object")
+    _uuid(value.get("id"), "bid.id")
+    if not private and value.get("max_price") is not None:
+        raise MalformedEvent("a public bid carries its max_price, which only its bidder may see")
+    return dict(value)
+
+
+# --- offer events (public, fanned out by every gateway) ------------------------------------------
 
 
 @dataclass(frozen=True)
-class BidPlaced:
-    """A bid accepted for processing by the bids service; the worker decides its fate."""
+class OfferEvent(Contract):
+    """An event about one offer, carrying the offer as the public sees it (never the reserve)."""
+
+    offer: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "offer", _offer(self.offer))
+
+    @property
+    def offer_id(self) -> str:
+        return str(self.offer["id"])
+
+    @property
+    def version(self) -> int | None:
+        version = self.offer.get("version")
+        return version if isinstance(version, int) else None
+
+    def to_data(self) -> dict[str, Any]:
+        return dict(self.offer)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        return cls(_offer(data), event_id=event_id, occurred_at=occurred_at)
+
+
+@_contract
+@dataclass(frozen=True)
+class OfferCreated(OfferEvent):
+    type: ClassVar[EventType] = EventType.OFFER_CREATED
+
+
+@_contract
+@dataclass(frozen=True)
+class OfferUpdated(OfferEvent):
+    """A new version of a live offer: its price, leader or end moved."""
+
+    type: ClassVar[EventType] = EventType.OFFER_UPDATED
+
+
+@_contract
+@dataclass(frozen=True)
+class OfferEnded(OfferEvent):
+    """The offer closed unsold (`end_reason` says why). With a recipient, the seller's own copy."""
+
+    type: ClassVar[EventType] = EventType.OFFER_ENDED
+    recipient: uuid.UUID | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return private_key(self.recipient) if self.recipient else str(self.type)
+
+    def to_data(self) -> dict[str, Any]:
+        data = dict(self.offer)
+        if self.recipient is not None:
+            data = {"offer": data, "recipient": str(self.recipient)}
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        if "recipient" in data:
+            return cls(
+                _offer(data.get("offer")),
+                recipient=_uuid(data["recipient"], "recipient"),
+                event_id=event_id,
+                occurred_at=occurred_at,
+            )
+        return cls(_offer(data), event_id=event_id, occurred_at=occurred_at)
+
+
+@_contract
+@dataclass(frozen=True)
+class OfferSold(OfferEvent):
+    """The offer sold: accepted by its seller or closed with a winner. With a recipient, the
+    seller's own copy."""
+
+    type: ClassVar[EventType] = EventType.OFFER_SOLD
+    bid: Mapping[str, Any] = field(default_factory=dict)
+    recipient: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "bid", _bid(self.bid, private=False))
+
+    @property
+    def routing_key(self) -> str:
+        return private_key(self.recipient) if self.recipient else str(self.type)
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"offer": dict(self.offer), "bid": dict(self.bid)}
+        if self.recipient is not None:
+            data["recipient"] = str(self.recipient)
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        recipient = data.get("recipient")
+        return cls(
+            _offer(data.get("offer")),
+            bid=_bid(data.get("bid"), private=False),
+            recipient=_uuid(recipient, "recipient") if recipient is not None else None,
+            event_id=event_id,
+            occurred_at=occurred_at,
+        )
+
+
+# --- private events (to every socket of one user) -----------------------------------------------
+
+
+@_contract
+@dataclass(frozen=True)
+class BidUpdated(Contract):
+    """One of the recipient's bids changed status; `bid` may show the recipient's own max_price."""
+
+    type: ClassVar[EventType] = EventType.BID_UPDATED
+    recipient: uuid.UUID
+    bid: Mapping[str, Any]
+    offer: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bid", _bid(self.bid, private=True))
+        object.__setattr__(self, "offer", _offer(self.offer))
+
+    @property
+    def routing_key(self) -> str:
+        return private_key(self.recipient)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"recipient": str(self.recipient), "bid": dict(self.bid), "offer": dict(self.offer)}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        return cls(
+            _uuid(data.get("recipient"), "recipient"),
+            _bid(data.get("bid"), private=True),
+            _offer(data.get("offer")),
+            event_id=event_id,
+            occurred_at=occurred_at,
+        )
+
+
+# --- work for an offer's shard -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardWork(Contract):
+    """A message for the single active consumer of its offer's shard (hashed on `offer_id`)."""
+
+    mandatory: ClassVar[bool] = True
+
+    offer_id: uuid.UUID
+
+    def headers(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "offer_id": str(self.offer_id)}
+
+
+@_contract
+@dataclass(frozen=True, kw_only=True)
+class BidPlaced(ShardWork):
+    """A bid received by intake (its `placed_at` is the receipt time that judges it)."""
+
+    type: ClassVar[EventType] = EventType.BID_PLACED
 
     bid_id: uuid.UUID
-    offer_id: uuid.UUID
     user_id: uuid.UUID
     username: str
     bid_price: Decimal
     placed_at: datetime
+    # The most the bidder lets the system bid for them (a proxy bid); None for a straight bid.
+    max_price: Decimal | None = None
+    event_id: str = ""
+
+    def __post_init__(self) -> None:
+        # The bid id doubles as the event id: a redelivered bid is recognised by it.
+        object.__setattr__(self, "event_id", str(self.bid_id))
+        object.__setattr__(self, "occurred_at", self.placed_at.isoformat())
+        if not 1 <= len(self.username) <= MAX_USERNAME:
+            raise MalformedEvent("username must be 1 to 32 characters")
+        money(self.bid_price, "bid_price")
+        if self.placed_at.tzinfo is None:
+            raise MalformedEvent("placed_at has no UTC offset")
+        if self.max_price is not None:
+            money(self.max_price, "max_price")
+            if self.max_price < self.bid_price:
+                raise MalformedEvent("max_price is below bid_price")
+
+    @property
+    def ceiling(self) -> Decimal:
+        """The most this bid may be raised to: its max_price, or its price for a straight bid."""
+        return self.max_price if self.max_price is not None else self.bid_price
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -69,33 +398,42 @@ class BidPlaced:
             "offer_id": str(self.offer_id),
             "user_id": str(self.user_id),
             "username": self.username,
-            # A string keeps the price exact across the wire.
+            # Strings keep amounts exact across the wire.
             "bid_price": str(self.bid_price),
+            "max_price": str(self.max_price) if self.max_price is not None else None,
             "placed_at": self.placed_at.isoformat(),
         }
 
-    def to_event(self) -> Event:
-        # The bid id doubles as the event id: a redelivered bid is recognised by it.
-        return Event(str(self.bid_id), EventType.BID_PLACED, self.placed_at.isoformat(), self.to_data())
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        username = data.get("username")
+        if not isinstance(username, str):
+            raise MalformedEvent("username is not a string")
+        max_price = data.get("max_price")
+        return cls(
+            offer_id=_uuid(data.get("offer_id"), "offer_id"),
+            bid_id=_uuid(data.get("bid_id"), "bid_id"),
+            user_id=_uuid(data.get("user_id"), "user_id"),
+            username=username,
+            bid_price=money(data.get("bid_price"), "bid_price"),
+            placed_at=_time(data.get("placed_at"), "placed_at"),
+            max_price=money(max_price, "max_price") if max_price is not None else None,
+        )
+
+
+@_contract
+@dataclass(frozen=True, kw_only=True)
+class CloseOffer(ShardWork):
+    """Close the offer if it is live and its `ends_at` (plus the grace) has passed; any replica may
+    send it, any number of times: the shard's consumer decides once."""
+
+    type: ClassVar[EventType] = EventType.CLOSE_OFFER
+
+    def to_data(self) -> dict[str, Any]:
+        return {"offer_id": str(self.offer_id)}
 
     @classmethod
-    def from_event(cls, event: Event) -> BidPlaced:
-        if event.type is not EventType.BID_PLACED:
-            raise MalformedEvent(f"expected bid.placed, got {event.type}")
-        d = event.data
-        try:
-            price = Decimal(d["bid_price"])
-            placed_at = datetime.fromisoformat(d["placed_at"])
-            bid = cls(
-                bid_id=uuid.UUID(d["bid_id"]),
-                offer_id=uuid.UUID(d["offer_id"]),
-                user_id=uuid.UUID(d["user_id"]),
-                username=str(d["username"]),
-                bid_price=price,
-                placed_at=placed_at,
-            )
-        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
-            raise MalformedEvent(f"bad bid.placed payload: {exc!r}") from None
-        if not price.is_finite() or price <= 0 or placed_at.tzinfo is None:
-            raise MalformedEvent("bad bid.placed payload: price or time out of range")
-        return bid
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        return cls(
+            offer_id=_uuid(data.get("offer_id"), "offer_id"), event_id=event_id, occurred_at=occurred_at
+        )

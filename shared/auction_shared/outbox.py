@@ -11,7 +11,8 @@ from aiohttp import web
 
 from .broker import PUBLISHER, Publisher
 from .db import DB_POOL
-from .events import Event
+from .events import Contract
+from .jsonio import dumps, loads
 from .problems import DependencyDown
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,14 @@ POLL_SECONDS = 1.0
 ACQUIRE_TIMEOUT = 10.0
 
 
-async def add_event(conn: asyncpg.Connection, event: Event, exchange: str) -> None:
+async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) -> None:
     """Call inside the transaction that writes the row the event tells about."""
     await conn.execute(
-        "INSERT INTO outbox (exchange, routing_key, body) VALUES ($1, $2, $3)",
+        "INSERT INTO outbox (exchange, routing_key, body, headers) VALUES ($1, $2, $3, $4::jsonb)",
         exchange,
-        str(event.type),
+        event.routing_key,
         event.encode(),
+        dumps(event.headers()).decode(),
     )
 
 
@@ -46,7 +48,7 @@ class OutboxRelay:
         self.exchange = publisher.exchange_name
         self._wake = asyncio.Event()
 
-    async def add(self, conn: asyncpg.Connection, event: Event) -> None:
+    async def add(self, conn: asyncpg.Connection, event: Contract) -> None:
         """Record `event` for this relay's exchange, in the caller's transaction."""
         await add_event(conn, event, self.exchange)
 
@@ -58,7 +60,7 @@ class OutboxRelay:
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # SKIP LOCKED: replicas of a service share the table without sending a row twice.
             rows = await conn.fetch(
-                "SELECT id, routing_key, body FROM outbox WHERE exchange = $1"
+                "SELECT id, routing_key, body, headers::text AS headers FROM outbox WHERE exchange = $1"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
                 self.exchange,
                 BATCH,
@@ -67,10 +69,14 @@ class OutboxRelay:
                 return 0
             for row in rows:
                 # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
-                event = Event.decode(bytes(row["body"]))
+                body = bytes(row["body"])
                 # Not mandatory: an event nobody subscribes to yet is not an error.
                 await self._publisher.publish(
-                    row["routing_key"], bytes(row["body"]), message_id=event.id, mandatory=False
+                    row["routing_key"],
+                    body,
+                    message_id=str(loads(body)["id"]),
+                    headers=loads(row["headers"]) if row["headers"] else None,
+                    mandatory=False,
                 )
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
             return len(rows)

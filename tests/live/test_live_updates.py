@@ -19,7 +19,7 @@ import pytest
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import Event, EventType
+from auction_shared.events import OfferCreated
 from tests.support.api import Api
 from tests.support.processes import ServiceProcess, Stack
 from tests.support.watch import DEADLINE, Watch
@@ -160,15 +160,15 @@ class EventPublisher:
     async def __aexit__(self, *exc: object) -> None:
         await self._connection.close()
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: OfferCreated) -> None:
         await self._exchange.publish(
-            aio_pika.Message(event.encode(), message_id=event.id), routing_key=str(event.type)
+            aio_pika.Message(event.encode(), message_id=event.event_id), routing_key=event.routing_key
         )
 
 
-def big_offer_created(i: int) -> Event:
+def big_offer_created(i: int) -> OfferCreated:
     # Offer-shaped, with a large title: the silent socket's buffers fill in a few hundred events.
-    return Event.new(EventType.OFFER_CREATED, {"id": str(uuid.uuid4()), "title": f"{i} " + "x" * 16_000})
+    return OfferCreated({"id": str(uuid.uuid4()), "title": f"{i} " + "x" * 16_000})
 
 
 async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_every_event(live, http, settings):
@@ -189,8 +189,8 @@ async def _slow_watcher_is_closed_and_the_others_get_everything(
     user = await Api(http, base).account("watcher")
     slow = await Watch.open(http, base, user.token)
     readers = [await Watch.open(http, base, user.token) for _ in range(4)]
-    end = Event.new(EventType.OFFER_CREATED, {"id": str(uuid.uuid4()), "title": "the end"})
-    reading = [asyncio.create_task(w.until(created(end.data["id"]), deadline=120)) for w in readers]
+    end = OfferCreated({"id": str(uuid.uuid4()), "title": "the end"})
+    reading = [asyncio.create_task(w.until(created(end.offer_id), deadline=120)) for w in readers]
 
     sent: list[str] = []
     async with EventPublisher(settings) as publisher:
@@ -200,14 +200,14 @@ async def _slow_watcher_is_closed_and_the_others_get_everything(
             for i in range(100):
                 event = big_offer_created(batch * 100 + i)
                 await publisher.publish(event)
-                sent.append(event.data["id"])
+                sent.append(event.offer_id)
             if "frames behind" in gateway.output():
                 break
         await publisher.publish(end)
     await asyncio.gather(*reading)
 
     assert "frames behind" in gateway.output()
-    wanted = [*sent, end.data["id"]]
+    wanted = [*sent, end.offer_id]
     for w in readers:
         assert [f["data"]["id"] for f in w.of("offerCreated") if f["data"]["id"] in set(wanted)] == wanted
     # Now the silent socket reads: what was buffered before it fell behind, then the close.

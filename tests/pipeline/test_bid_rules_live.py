@@ -104,12 +104,17 @@ async def test_accepting_a_bid_sells_the_offer_and_closes_it(
 
     await wait_until(intake_refuses, 10, "intake to refuse bids on a sold offer")
     late = BidPlaced(
-        uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "late", Decimal(500), datetime.now(timezone.utc)
+        bid_id=uuid.uuid4(),
+        offer_id=uuid.UUID(offer["id"]),
+        user_id=uuid.uuid4(),
+        username="late",
+        bid_price=Decimal(500),
+        placed_at=datetime.now(timezone.utc),
     )
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         await publish_raw(
-            await connection.channel(publisher_confirms=True), settings, late.to_event().encode(), offer["id"]
+            await connection.channel(publisher_confirms=True), settings, late.encode(), offer["id"]
         )
     finally:
         await connection.close()
@@ -149,14 +154,14 @@ async def test_bids_after_the_lifetime_are_rejected(
     assert ends_at == datetime.fromisoformat(offer["go_live"]) + timedelta(seconds=1)
     # A bid placed while the offer was open (as intake would have queued it), processed after the end.
     in_time = BidPlaced(
-        uuid.uuid4(),
-        uuid.UUID(offer["id"]),
-        uuid.uuid4(),
-        alice.username,
-        Decimal(5),
-        datetime.fromisoformat(offer["go_live"]),
+        bid_id=uuid.uuid4(),
+        offer_id=uuid.UUID(offer["id"]),
+        user_id=uuid.uuid4(),
+        username=alice.username,
+        bid_price=Decimal(5),
+        placed_at=datetime.fromisoformat(offer["go_live"]),
     )
-    await publish_raw(raw_channel, settings, in_time.to_event().encode(), offer["id"])
+    await publish_raw(raw_channel, settings, in_time.encode(), offer["id"])
     await wait_until(
         lambda: datetime.now(timezone.utc) > ends_at + timedelta(milliseconds=200), 10, "offer end"
     )
@@ -221,23 +226,28 @@ async def test_the_same_message_delivered_twice_changes_nothing_the_second_time(
     owner = await make_user("own")
     offer = await create_offer(offers_client, owner, bid_price=1)
     bid = BidPlaced(
-        uuid.uuid4(),
-        uuid.UUID(offer["id"]),
-        uuid.uuid4(),
-        "twice",
-        Decimal("9.99"),
-        datetime.now(timezone.utc),
+        bid_id=uuid.uuid4(),
+        offer_id=uuid.UUID(offer["id"]),
+        user_id=uuid.uuid4(),
+        username="twice",
+        bid_price=Decimal("9.99"),
+        placed_at=datetime.now(timezone.utc),
     )
-    body = bid.to_event().encode()
+    body = bid.encode()
     await publish_raw(raw_channel, settings, body, offer["id"], str(bid.bid_id))
     await wait_applied(settings.database_url, [str(bid.bid_id)])
     before = (await offer_states(settings.database_url, [offer["id"]]))[offer["id"]]
     # The copy, then a sentinel behind it on the same offer (same shard, same order).
     await publish_raw(raw_channel, settings, body, offer["id"], str(bid.bid_id))
     sentinel = BidPlaced(
-        uuid.uuid4(), bid.offer_id, uuid.uuid4(), "sentinel", Decimal("1.00"), datetime.now(timezone.utc)
+        bid_id=uuid.uuid4(),
+        offer_id=bid.offer_id,
+        user_id=uuid.uuid4(),
+        username="sentinel",
+        bid_price=Decimal("1.00"),
+        placed_at=datetime.now(timezone.utc),
     )
-    await publish_raw(raw_channel, settings, sentinel.to_event().encode(), offer["id"])
+    await publish_raw(raw_channel, settings, sentinel.encode(), offer["id"])
     await wait_applied(settings.database_url, [str(sentinel.bid_id)])
     after = (await offer_states(settings.database_url, [offer["id"]]))[offer["id"]]
     assert before["bid_count"] == 1 and after["bid_count"] == 2  # the sentinel only
@@ -260,9 +270,14 @@ async def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_worker_goe
     marker = uuid.uuid4().hex
     await publish_raw(raw_channel, settings, body, offer["id"], message_id=marker)
     after = BidPlaced(
-        uuid.uuid4(), uuid.UUID(offer["id"]), uuid.uuid4(), "after", Decimal(2), datetime.now(timezone.utc)
+        bid_id=uuid.uuid4(),
+        offer_id=uuid.UUID(offer["id"]),
+        user_id=uuid.uuid4(),
+        username="after",
+        bid_price=Decimal(2),
+        placed_at=datetime.now(timezone.utc),
     )
-    await publish_raw(raw_channel, settings, after.to_event().encode(), offer["id"])
+    await publish_raw(raw_channel, settings, after.encode(), offer["id"])
     await wait_applied(settings.database_url, [str(after.bid_id)])
 
     dead = await raw_channel.get_queue(Topology.from_settings(settings).dead_letter_queue)

@@ -84,7 +84,8 @@ def queue_order(tap: EventTap) -> dict[str, list[ModelBid]]:
     the tap's queue receives them in the same order, and a redelivered copy is dropped by its id."""
     order: dict[str, list[ModelBid]] = defaultdict(list)
     for event in tap.first_copies():
-        bid = BidPlaced.from_event(event)
+        assert isinstance(event, BidPlaced)
+        bid = event
         order[str(bid.offer_id)].append(ModelBid(str(bid.bid_id), bid.bid_price, bid.username))
     return order
 
@@ -94,7 +95,7 @@ async def wait_applied(
 ) -> None:
     """Wait until the tap saw every 202 bid and the database holds as many bids as the tap saw."""
     await wait_until(
-        lambda: set(accepted) <= {e.id for e in tap.events}, 30, "every 202 bid to reach the broker"
+        lambda: set(accepted) <= {e.event_id for e in tap.events}, 30, "every 202 bid to reach the broker"
     )
     queued = {b.id for bids in queue_order(tap).values() for b in bids}
 

@@ -10,7 +10,7 @@ import aio_pika
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import Event
+from auction_shared.events import Contract, decode
 
 
 class EventTap:
@@ -23,7 +23,7 @@ class EventTap:
     def __init__(self, settings: Settings, *routing_keys: str) -> None:
         self.settings = settings
         self.routing_keys = routing_keys
-        self.events: list[Event] = []
+        self.events: list[Contract] = []
         self._connection: aio_pika.abc.AbstractConnection | None = None
 
     async def __aenter__(self) -> EventTap:
@@ -46,21 +46,21 @@ class EventTap:
             await self._connection.close()
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.events.append(Event.decode(message.body))
+        self.events.append(decode(message.body))
 
     def event_ids_by_subject(self, subject: str = "id") -> dict[str, set[str]]:
         """For each subject id (`data[subject]`), the distinct event ids that told about it."""
         ids: dict[str, set[str]] = defaultdict(set)
         for event in self.events:
-            ids[str(event.data[subject])].add(event.id)
+            ids[str(event.to_data()[subject])].add(event.event_id)
         return ids
 
-    def first_copies(self) -> list[Event]:
+    def first_copies(self) -> list[Contract]:
         """Every event once, in the order its first copy arrived (the consumer's dedupe by id)."""
         seen: set[str] = set()
         unique = []
         for event in self.events:
-            if event.id not in seen:
-                seen.add(event.id)
+            if event.event_id not in seen:
+                seen.add(event.event_id)
                 unique.append(event)
         return unique

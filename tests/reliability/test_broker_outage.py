@@ -99,7 +99,7 @@ async def test_offers_are_created_through_a_broker_cut_and_every_offer_created_a
     copies = tap.event_ids_by_subject()
     # Each offer has exactly one event id: a copy sent twice (at least once) is the same event.
     assert all(len(copies[offer_id]) == 1 for offer_id in created), {o: copies[o] for o in created}
-    delivered = [e.data["id"] for e in tap.first_copies() if e.data["id"] in set(created)]
+    delivered = [e.to_data()["id"] for e in tap.first_copies() if e.to_data()["id"] in set(created)]
     assert delivered == created  # once each after dedupe, in the order the offers were created
     # The gateway drops copies by event id: its client saw each offer once, in order.
     assert [o for o in watcher.offer_ids if o in set(created)] == created

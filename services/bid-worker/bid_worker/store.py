@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from auction_shared.events import BidPlaced
-from auction_shared.views import OFFER_COLUMNS
+from auction_shared.shapes import OFFER_COLUMNS
 
 from .rules import Decision, OfferState
 

@@ -19,8 +19,8 @@ from auction_shared import broker
 from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
 from auction_shared.db import create_pool
-from auction_shared.events import BidPlaced, Event, EventType, MalformedEvent
-from auction_shared.views import offer_view
+from auction_shared.events import BidPlaced, MalformedEvent, OfferUpdated, decode
+from auction_shared.shapes import offer_shape
 
 from . import store
 from .rules import Decision, OfferState, apply_bids
@@ -200,7 +200,10 @@ class BidWorker:
         good: list[AbstractIncomingMessage] = []
         for message in batch:
             try:
-                bids.append(BidPlaced.from_event(Event.decode(message.body)))
+                event = decode(message.body)
+                if not isinstance(event, BidPlaced):
+                    raise MalformedEvent(f"expected bid.placed, got {event.type}")
+                bids.append(event)
                 good.append(message)
             except MalformedEvent as exc:
                 log.error("shard %d: dead-lettering message %s: %s", shard.index, message.message_id, exc)
@@ -280,7 +283,7 @@ class BidWorker:
             rows = await store.update_offers(conn, states)
         if self.worker.audit_log:
             self._audit(locked_at, decisions)
-        return [offer_view(r) for r in rows if r["id"] in changed_ids]
+        return [offer_shape(r) for r in rows if r["id"] in changed_ids]
 
     def _audit(self, locked_at: float, decisions: list[Decision]) -> None:
         line = {
@@ -297,16 +300,9 @@ class BidWorker:
         """offer.updated for every offer whose highest bid moved; the database stays the truth."""
         if not offers or self._publisher is None:
             return
+        publisher = self._publisher
         results = await asyncio.gather(
-            *(
-                self._publisher.publish(
-                    str(EventType.OFFER_UPDATED),
-                    (e := Event.new(EventType.OFFER_UPDATED, o)).encode(),
-                    message_id=e.id,
-                    mandatory=False,
-                )
-                for o in offers
-            ),
+            *(publisher.send(OfferUpdated(o)) for o in offers),
             return_exceptions=True,
         )
         failed = [r for r in results if isinstance(r, BaseException)]

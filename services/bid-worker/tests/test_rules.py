@@ -33,7 +33,14 @@ def offer(price: str = "10.00", **changes) -> OfferState:
 
 
 def bid(price: str, placed_at: datetime = NOW, name: str = "bidder") -> BidPlaced:
-    return BidPlaced(uuid.uuid4(), uuid.uuid4(), USER, name, Decimal(price), placed_at)
+    return BidPlaced(
+        bid_id=uuid.uuid4(),
+        offer_id=uuid.uuid4(),
+        user_id=USER,
+        username=name,
+        bid_price=Decimal(price),
+        placed_at=placed_at,
+    )
 
 
 def test_a_higher_bid_leads_an_equal_or_lower_one_is_too_low():

@@ -12,8 +12,8 @@ from auction_shared.db import DB_POOL, check_database
 from auction_shared.events import BidPlaced
 from auction_shared.jsonio import json_response
 from auction_shared.problems import Problem
+from auction_shared.shapes import bid_shape
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
-from auction_shared.views import bid_view
 from auction_shared.web import SETTINGS, health_handler, identity, page_params
 
 from . import store
@@ -51,6 +51,7 @@ def pending_view(bid: BidPlaced) -> dict[str, object]:
         "status": "pending",
         "reason": None,
         "accepted": False,
+        "max_price": bid.max_price,
     }
 
 
@@ -74,19 +75,21 @@ async def place_bid(request: web.Request) -> web.Response:
         raise Problem(409, "the offer is sold")
     if offer.ends_at is not None and offer.ends_at <= now:
         raise Problem(409, "the offer is closed")
-    bid = BidPlaced(uuid.uuid4(), offer_id, who.user_id, who.username, body.bid_price, now)
+    bid = BidPlaced(
+        bid_id=uuid.uuid4(),
+        offer_id=offer_id,
+        user_id=who.user_id,
+        username=who.username,
+        bid_price=body.bid_price,
+        placed_at=now,
+    )
     view = pending_view(bid)
     if key is not None and not await store.claim_request(pool, who.user_id, key, view):
         # A concurrent retry with the same key won the race: answer with its bid.
         earlier = await store.find_request(pool, who.user_id, key)
         return json_response(earlier, status=202, headers={"Idempotent-Replayed": "true"})
     try:
-        await request.app[PUBLISHER].publish(
-            "bid.placed",
-            bid.to_event().encode(),
-            message_id=str(bid.bid_id),
-            headers={"offer_id": str(offer_id)},
-        )
+        await request.app[PUBLISHER].send(bid)
     except Problem:
         if key is not None:
             await store.release_request(pool, who.user_id, key)
@@ -100,18 +103,18 @@ async def get_bid(request: web.Request) -> web.Response:
     row = await store.get_bid_for(request.app[DB_POOL], bid_id, who.user_id)
     if row is None:
         raise Problem(404, f"no processed bid with id {bid_id} that you placed or received")
-    return json_response(bid_view(row))
+    return json_response(bid_shape(row, who.user_id))
 
 
 async def list_bids(request: web.Request) -> web.Response:
-    identity(request)
+    who = identity(request)
     offer_id = parse_uuid(request.match_info["offer_id"], "offer")
     page, size = page_params(request)
     pool = request.app[DB_POOL]
     if not await store.offer_exists(pool, offer_id):
         raise Problem(404, f"no offer with id {offer_id}")
     rows, total = await store.list_bids(pool, offer_id, page, size)
-    return json_response([bid_view(r) for r in rows], headers={"X-Total-Count": str(total)})
+    return json_response([bid_shape(r, who.user_id) for r in rows], headers={"X-Total-Count": str(total)})
 
 
 async def _database_up(app: web.Application) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from auction_shared.jsonio import dumps, loads
-from auction_shared.views import BID_COLUMNS
+from auction_shared.shapes import BID_COLUMNS
 
 
 async def find_request(pool: asyncpg.Pool, user_id: uuid.UUID, key: str) -> dict[str, Any] | None:

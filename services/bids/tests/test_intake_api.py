@@ -54,6 +54,7 @@ async def test_a_bid_is_answered_202_pending_with_where_to_read_it(world):
         "status": "pending",
         "reason": None,
         "accepted": False,
+        "max_price": None,
     }
     stamp = datetime.fromisoformat(bid["timestamp"])
     assert before - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc) + timedelta(seconds=1)
@@ -77,7 +78,9 @@ async def test_a_low_price_is_queued_not_judged_at_intake(world):
 async def test_a_sold_offer_takes_no_bid(world, settings):
     owner, bidder = await account(world.auth, "owner"), await account(world.auth, "bidder")
     offer = await new_offer(world, owner)
-    await set_offer(settings, offer["id"], "sold = true, sold_at = now()")
+    await set_offer(
+        settings, offer["id"], "sold = true, sold_at = now(), status = 'sold', end_reason = 'accepted'"
+    )
     resp = await place(world, bidder, offer["id"], 50)
     assert resp.status == 409 and resp.content_type == PROBLEM
     assert "sold" in (await resp.json())["detail"]

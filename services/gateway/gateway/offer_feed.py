@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, web
 
 from auction_shared.broker import Topology, broker_is_up, connect, declare_events_exchange
 from auction_shared.config import Settings
-from auction_shared.events import Event, EventType, MalformedEvent
+from auction_shared.events import MalformedEvent, OfferCreated, OfferEvent, OfferSold, OfferUpdated, decode
 
 from . import frames
 from .hub import HUB, Hub
@@ -160,26 +160,22 @@ class OfferFeed:
     def dispatch(self, body: bytes) -> None:
         """One event to the watchers it concerns, serialised once."""
         try:
-            event = Event.decode(body)
+            event = decode(body)
         except MalformedEvent as exc:
             log.warning("live updates: dropping a malformed event: %s", exc)
             return
-        if not self._recent.first_time(event.id):
+        if not self._recent.first_time(event.event_id):
             return
-        if event.type is EventType.OFFER_CREATED:
-            self._hub.broadcast(frames.event_frame(frames.OFFER_CREATED, event.data))
-        elif event.type is EventType.OFFER_UPDATED:
-            self._to_followers(event.data.get("id"), frames.OFFER_UPDATED, event)
-        elif event.type is EventType.OFFER_SOLD:
-            offer = event.data.get("offer")
-            self._to_followers(offer.get("id") if isinstance(offer, dict) else None, frames.OFFER_SOLD, event)
+        if isinstance(event, OfferCreated):
+            self._hub.broadcast(frames.event_frame(frames.OFFER_CREATED, event.to_data()))
+        elif isinstance(event, OfferUpdated):
+            self._to_followers(frames.OFFER_UPDATED, event)
+        elif isinstance(event, OfferSold) and event.recipient is None:
+            self._to_followers(frames.OFFER_SOLD, event)
 
-    def _to_followers(self, offer_id: object, name: str, event: Event) -> None:
-        if not isinstance(offer_id, str):
-            log.warning("live updates: %s %s names no offer", event.type, event.id)
-            return
-        if self._hub.is_followed(offer_id):
-            self._hub.to_followers(offer_id, frames.event_frame(name, event.data))
+    def _to_followers(self, name: str, event: OfferEvent) -> None:
+        if self._hub.is_followed(event.offer_id):
+            self._hub.to_followers(event.offer_id, frames.event_frame(name, event.to_data()))
 
     async def close(self) -> None:
         if self._queue is not None and self.is_up():

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import Event, EventType
+from auction_shared.events import OfferCreated
 from auction_shared.tokens import issue_token
 from gateway.app import create_app
 from gateway.hub import HUB
@@ -302,18 +302,20 @@ async def test_a_redelivered_event_reaches_a_watcher_once(gateway, make_user, se
     user = await make_user("watcher")
     w = await watch(gateway, user.token)
     offer = {"id": str(uuid.uuid4()), "title": "copy"}
-    event = Event.new(EventType.OFFER_CREATED, offer)
-    marker = Event.new(EventType.OFFER_CREATED, {"id": str(uuid.uuid4()), "title": "marker"})
+    event = OfferCreated(offer)
+    marker = OfferCreated({"id": str(uuid.uuid4()), "title": "marker"})
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(Topology.from_settings(settings).events_exchange)
         for e in (event, event, marker):  # at least once: the outbox may publish a row twice
-            await exchange.publish(aio_pika.Message(e.encode(), message_id=e.id), routing_key=str(e.type))
+            await exchange.publish(
+                aio_pika.Message(e.encode(), message_id=e.event_id), routing_key=e.routing_key
+            )
     finally:
         await connection.close()
-    await w.until(lambda f: f["event"] == "offerCreated" and f["data"]["id"] == marker.data["id"])
-    assert [f["data"]["id"] for f in w.of("offerCreated")] == [offer["id"], marker.data["id"]]
+    await w.until(lambda f: f["event"] == "offerCreated" and f["data"]["id"] == marker.offer_id)
+    assert [f["data"]["id"] for f in w.of("offerCreated")] == [offer["id"], marker.offer_id]
 
 
 # --- the handshake --------------------------------------------------------------------------------

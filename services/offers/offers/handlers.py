@@ -12,12 +12,12 @@ from yarl import URL
 
 from auction_shared.broker import CONNECTION, broker_is_up
 from auction_shared.db import DB_POOL, check_database
-from auction_shared.events import Event, EventType
+from auction_shared.events import OfferCreated, OfferSold
 from auction_shared.jsonio import json_response
 from auction_shared.outbox import RELAY
 from auction_shared.problems import Problem
+from auction_shared.shapes import bid_shape, offer_shape
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
-from auction_shared.views import bid_view, offer_view
 from auction_shared.web import SETTINGS, health_handler, identity, page_params
 
 from . import store
@@ -79,27 +79,26 @@ async def create_offer(request: web.Request) -> web.Response:
             user_id=who.user_id,
             username=who.username,
         )
-        offer = offer_view(row)
-        await request.app[RELAY].add(conn, Event.new(EventType.OFFER_CREATED, offer))
+        await request.app[RELAY].add(conn, OfferCreated(offer_shape(row)))
     request.app[RELAY].wake()
-    return json_response(offer, status=201)
+    return json_response(offer_shape(row, who.user_id), status=201)
 
 
 async def list_offers(request: web.Request) -> web.Response:
-    identity(request)
+    who = identity(request)
     page, size = page_params(request)
     sort = parse_sort(request.query.get("sortKey", request.query.get("sortkey")))
     rows, total = await store.list_offers(request.app[DB_POOL], sort, page, size)
-    return json_response([offer_view(r) for r in rows], headers={"X-Total-Count": str(total)})
+    return json_response([offer_shape(r, who.user_id) for r in rows], headers={"X-Total-Count": str(total)})
 
 
 async def get_offer(request: web.Request) -> web.Response:
-    identity(request)
+    who = identity(request)
     offer_id = parse_uuid(request.match_info["offer_id"], "offer")
     row = await store.get_offer(request.app[DB_POOL], offer_id)
     if row is None:
         raise Problem(404, f"no offer with id {offer_id}")
-    return json_response(offer_view(row))
+    return json_response(offer_shape(row, who.user_id))
 
 
 async def accept_bid(request: web.Request) -> web.Response:
@@ -117,10 +116,9 @@ async def accept_bid(request: web.Request) -> web.Response:
         if bid["status"] == "rejected":
             raise Problem(409, f"the bid was rejected ({bid['reason']}) and cannot be accepted")
         sold_offer, accepted = await store.sell(conn, offer["id"], bid_id)
-        data = {"offer": offer_view(sold_offer), "bid": bid_view(accepted)}
-        await request.app[RELAY].add(conn, Event.new(EventType.OFFER_SOLD, data))
+        await request.app[RELAY].add(conn, OfferSold(offer_shape(sold_offer), bid=bid_shape(accepted)))
     request.app[RELAY].wake()
-    return json_response(bid_view(accepted))
+    return json_response(bid_shape(accepted, who.user_id))
 
 
 async def _database_up(app: web.Application) -> bool:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from auction_shared.views import BID_COLUMNS, OFFER_COLUMNS
+from auction_shared.shapes import BID_COLUMNS, OFFER_COLUMNS
 
 from .rules import Sort
 
@@ -67,9 +67,7 @@ async def lock_offer_of_bid(
     offer_id = await conn.fetchval("SELECT offer_id FROM bids WHERE id = $1", bid_id)
     if offer_id is None:
         return None
-    offer = await conn.fetchrow(
-        f"SELECT {OFFER_COLUMNS}, created_by_id FROM offers WHERE id = $1 FOR UPDATE", offer_id
-    )
+    offer = await conn.fetchrow(f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1 FOR UPDATE", offer_id)
     bid = await conn.fetchrow(f"SELECT {BID_COLUMNS} FROM bids WHERE id = $1 FOR UPDATE", bid_id)
     return offer, bid
 
@@ -82,7 +80,9 @@ async def sell(
         bid_id,
     )
     offer = await conn.fetchrow(
-        f"UPDATE offers SET sold = true, sold_at = now() WHERE id = $1 RETURNING {OFFER_COLUMNS}",
+        "UPDATE offers SET sold = true, sold_at = now(), status = 'sold', end_reason = 'accepted',"
+        " ended_at = now(), version = version + 1"
+        f" WHERE id = $1 RETURNING {OFFER_COLUMNS}",
         offer_id,
     )
     return offer, bid

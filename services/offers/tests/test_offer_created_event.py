@@ -9,7 +9,7 @@ import aio_pika
 import pytest
 
 from auction_shared.broker import Topology, declare_events_exchange
-from auction_shared.events import Event, EventType
+from auction_shared.events import Contract, EventType, OfferCreated, decode
 from tests.support.inprocess import account
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -37,21 +37,21 @@ async def test_offer_created_is_published_with_the_201_body(world, settings):
         assert resp.status == 201
         created = await resp.json()
 
-        received: dict[str, Event] = {}  # by event id: at-least-once delivery may repeat one
+        received: dict[str, Contract] = {}  # by event id: at-least-once delivery may repeat one
         async with queue.iterator() as messages:
             async with asyncio.timeout(DEADLINE_SECONDS):
                 async for message in messages:
                     async with message.process():
                         assert message.routing_key == "offer.created"
                         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-                        event = Event.decode(message.body)
-                        assert message.message_id == event.id
-                    if event.data.get("id") == created["id"]:
-                        received[event.id] = event
+                        event = decode(message.body)
+                        assert message.message_id == event.event_id
+                    if isinstance(event, OfferCreated) and event.offer_id == created["id"]:
+                        received[event.event_id] = event
                         break
         (event,) = received.values()
         assert event.type is EventType.OFFER_CREATED
-        assert event.data == created
+        assert event.to_data() == created
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()

@@ -64,6 +64,15 @@ async def test_create_answers_201_with_the_whole_offer(offers_client, make_user)
         "highest_bid_id": None,
         "highest_bidder": None,
         "bid_count": 0,
+        "status": "live",
+        "end_reason": None,
+        "starting_price": 12.34,
+        "min_next_bid": 12.34,
+        "min_increment": None,
+        "reserve_met": None,
+        "soft_close_seconds": 0,
+        "hard_ends_at": None,
+        "version": 1,
     }
     after = datetime.now(timezone.utc)
     # go_live absent means now.

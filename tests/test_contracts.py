@@ -1,0 +1,129 @@
+"""The event contracts: each message round-trips, owns its routing key, and refuses what it must."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from auction_shared.events import (
+    CONTRACTS,
+    BidPlaced,
+    BidUpdated,
+    CloseOffer,
+    MalformedEvent,
+    OfferCreated,
+    OfferEnded,
+    OfferSold,
+    OfferUpdated,
+    decode,
+    owners_of,
+)
+
+OFFER = {"id": str(uuid.uuid4()), "title": "Swiss Shales", "bid_price": 12.5, "version": 3}
+BID = {"id": str(uuid.uuid4()), "offer_id": OFFER["id"], "bid_price": 13, "max_price": None}
+SELLER = uuid.uuid4()
+
+
+def a_bid(**changes: object) -> BidPlaced:
+    fields: dict[str, object] = {
+        "bid_id": uuid.uuid4(),
+        "offer_id": uuid.UUID(OFFER["id"]),
+        "user_id": uuid.uuid4(),
+        "username": "tariksetia",
+        "bid_price": Decimal("13.00"),
+        "max_price": Decimal("20.50"),
+        "placed_at": datetime.now(timezone.utc),
+    }
+    fields.update(changes)
+    return BidPlaced(**fields)  # type: ignore[arg-type]  # the test varies the types on purpose
+
+
+EVERY_KIND = [
+    OfferCreated(OFFER),
+    OfferUpdated(OFFER),
+    OfferSold(OFFER, bid=BID),
+    OfferSold(OFFER, bid=BID, recipient=SELLER),
+    OfferEnded(OFFER),
+    OfferEnded(OFFER, recipient=SELLER),
+    BidUpdated(uuid.uuid4(), {**BID, "max_price": 20.5}, OFFER),
+    a_bid(),
+    a_bid(max_price=None),
+    CloseOffer(offer_id=uuid.UUID(OFFER["id"])),
+]
+
+
+@pytest.mark.parametrize("message", EVERY_KIND, ids=lambda m: f"{type(m).__name__}:{m.routing_key[:8]}")
+def test_every_message_round_trips_and_owns_its_routing_key(message) -> None:
+    again = decode(message.encode())
+    assert again == message
+    assert type(message) in owners_of(message.routing_key)
+
+
+def test_every_contract_is_registered_and_named_by_its_type() -> None:
+    assert {type(m) for m in EVERY_KIND} == set(CONTRACTS.values())
+
+
+def test_private_events_go_to_their_recipient_and_public_ones_to_everyone() -> None:
+    assert OfferSold(OFFER, bid=BID, recipient=SELLER).routing_key == f"user.{SELLER}"
+    assert OfferSold(OFFER, bid=BID).routing_key == "offer.sold"
+    assert owners_of("user.not-a-uuid") == set() == owners_of("offer.deleted")
+
+
+def test_shard_work_carries_the_hash_header_and_must_reach_a_queue() -> None:
+    bid = a_bid()
+    assert bid.headers()["offer_id"] == OFFER["id"] and bid.mandatory
+    assert bid.event_id == str(bid.bid_id)
+    assert not OfferUpdated(OFFER).mandatory
+
+
+def test_the_reserve_and_other_bidders_maxima_never_travel_in_public() -> None:
+    with pytest.raises(MalformedEvent, match="reserve"):
+        OfferUpdated({**OFFER, "reserve_price": 100})
+    with pytest.raises(MalformedEvent, match="max_price"):
+        OfferSold(OFFER, bid={**BID, "max_price": 99})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"bid_price": Decimal("0")},
+        {"bid_price": Decimal("1e12")},
+        {"bid_price": Decimal("1.001")},
+        {"bid_price": Decimal("NaN")},
+        {"max_price": Decimal("12.99")},
+        {"username": ""},
+        {"username": "x" * 33},
+        {"placed_at": datetime(2026, 1, 1)},
+    ],
+)
+def test_a_bid_out_of_bounds_is_malformed(changes: dict[str, object]) -> None:
+    with pytest.raises(MalformedEvent):
+        a_bid(**changes)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"id": "1", "type": "bid.placed"}',
+        b'{"id": "1", "type": "offer.deleted", "occurred_at": "t", "data": {}}',
+        b'{"id": "1", "type": "offer.created", "schema": 2, "occurred_at": "t", "data": {"id": "x"}}',
+        b'{"id": "1", "type": "offer.created", "occurred_at": "t", "data": {"id": "not-a-uuid"}}',
+        b'{"id":"1","type":"bid.placed","occurred_at":"t","data":{"bid_price":"-1"}}',
+        b'{"id":"1","type":"bid.placed","occurred_at":"t","data":{"offer_id":"'
+        + OFFER["id"].encode()
+        + b'","bid_id":"'
+        + OFFER["id"].encode()
+        + b'","user_id":"'
+        + OFFER["id"].encode()
+        + b'","username":"u","bid_price":"1e400","placed_at":"2026-01-01T00:00:00+00:00"}}',
+    ],
+)
+def test_anything_else_is_malformed_with_a_reason(body: bytes) -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        decode(body)
+    assert str(caught.value)
