@@ -20,6 +20,8 @@ from .validation import MAX_BODY_BYTES
 SETTINGS = web.AppKey("settings", Settings)
 
 HealthCheck = Callable[[web.Application], Awaitable[bool]]
+# Figures a /health body reports beside its dependencies (they never make it fail).
+HealthFigures = Callable[[web.Application], Awaitable[dict[str, object]]]
 
 
 def base_app(settings: Settings, **kwargs: Any) -> web.Application:
@@ -59,7 +61,9 @@ def page_params(request: web.Request, *, default_size: int = 10, max_size: int =
     return values["page"], values["size"]
 
 
-def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Awaitable[web.Response]]:
+def health_handler(
+    checks: dict[str, HealthCheck], figures: HealthFigures | None = None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """GET /health: 200 when every dependency answers, else 503 naming the ones that are down."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -67,10 +71,10 @@ def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Aw
         results = await asyncio.gather(*(checks[n](request.app) for n in names))
         deps = {n: ("up" if ok else "down") for n, ok in zip(names, results)}
         healthy = all(results)
-        return json_response(
-            {"status": "ok" if healthy else "unavailable", "dependencies": deps},
-            status=200 if healthy else 503,
-        )
+        body: dict[str, object] = {"status": "ok" if healthy else "unavailable", "dependencies": deps}
+        if figures is not None:
+            body.update(await figures(request.app))
+        return json_response(body, status=200 if healthy else 503)
 
     return handler
 

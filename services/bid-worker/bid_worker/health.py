@@ -6,11 +6,13 @@ still reaches RabbitMQ and PostgreSQL. Off unless WORKER_HEALTH_PORT is set.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 
 from aiohttp import web
 
-from auction_shared.broker import broker_is_up
+from auction_shared.broker import broker_is_up, dead_letter_depth
 from auction_shared.db import check_database
 from auction_shared.web import health_handler
 
@@ -18,6 +20,7 @@ from .settings import WorkerSettings
 from .worker import BidWorker
 
 WORKER = web.AppKey("worker", BidWorker)
+log = logging.getLogger("bid_worker")
 
 
 def health_port(env: Mapping[str, str] | None = None) -> int | None:
@@ -37,11 +40,30 @@ async def _database_up(app: web.Application) -> bool:
     return pool is not None and await check_database(pool, worker.settings.dependency_timeout)
 
 
+async def _dead_letters(app: web.Application) -> dict[str, object]:
+    """How many messages wait in the dead-letter queue (None while the broker is away): nobody is
+    paged by a dead letter otherwise. It never fails the probe: restarting a worker cures nothing."""
+    worker = app[WORKER]
+    connection = worker._connection
+    depth: int | None = None
+    if connection is not None and broker_is_up(connection):
+        try:
+            async with asyncio.timeout(worker.settings.dependency_timeout):
+                channel = await connection.channel()
+                try:
+                    depth = await dead_letter_depth(channel, worker.topology)
+                finally:
+                    await channel.close()
+        except Exception as exc:  # the figure is missing, the probe still answers
+            log.warning("dead-letter queue depth unknown: %r", exc)
+    return {"dead_letters": depth}
+
+
 async def start_health(worker: BidWorker, port: int) -> web.AppRunner:
     """Serve /health on HOST:port beside the consume loop; the caller cleans the runner up."""
     app = web.Application()
     app[WORKER] = worker
-    app.router.add_get("/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}))
+    app.router.add_get("/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}, _dead_letters))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, worker.settings.host, port).start()
