@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from auction_shared.broker import DELIVERY_LIMIT, Publisher, Topology, declare_bid_pipeline, dead_letter_depth
+from auction_shared.broker import DELIVERY_LIMIT, Publisher, Topology, dead_letter_depth, declare_bid_pipeline
 from auction_shared.events import BidPlaced
 from bid_worker.health import start_health
 from tests.pipeline.test_bid_rules_live import create_offer

@@ -63,7 +63,9 @@ async def start_health(worker: BidWorker, port: int) -> web.AppRunner:
     """Serve /health on HOST:port beside the consume loop; the caller cleans the runner up."""
     app = web.Application()
     app[WORKER] = worker
-    app.router.add_get("/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}, _dead_letters))
+    app.router.add_get(
+        "/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}, _dead_letters)
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, worker.settings.host, port).start()
