@@ -43,7 +43,7 @@ async def send_bids(settings, bids: list[BidPlaced]) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         await declare_bid_pipeline(await connection.channel(), topology)
-        publisher = Publisher(connection, topology, 5.0)  # type: ignore[arg-type]  # a plain connection will do
+        publisher = Publisher(connection, topology, 5.0)
         await publisher.open()
         for bid in bids:
             await publisher.send(bid)
@@ -83,7 +83,7 @@ async def hold_then_return(settings, queue_name: str, expected: int, *, crash: b
 
     await queue.consume(take)
     await wait_until(lambda: len(in_hand) == expected, 20, f"{expected} messages in hand")
-    counts = [int((m.headers or {}).get("x-delivery-count", 0)) for m in in_hand]  # type: ignore[call-overload]
+    counts = [int((m.headers or {}).get("x-delivery-count", 0)) for m in in_hand]
     if not crash:
         await channel.close()
     await connection.close()
