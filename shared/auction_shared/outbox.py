@@ -13,7 +13,11 @@ from .broker import PUBLISHER, Publisher
 from .db import DB_POOL
 from .events import Contract
 from .jsonio import dumps, loads
+from .observability.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
+from .observability.tracing import carried, continuing
+from .outages import DATABASE_REFUSED
 from .problems import DependencyDown
+from .retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,11 @@ BATCH = 200
 POLL_SECONDS = 1.0
 # A relay that waits on an exhausted or unreachable pool gives up and retries rather than hang.
 ACQUIRE_TIMEOUT = 10.0
+# The relay waits and tries again while the broker refuses (DependencyDown) or the database does.
+_WAITS_ON: tuple[type[BaseException], ...] = (DependencyDown, *DATABASE_REFUSED)
+# A row whose publish fails in a way no outage explains is tried this often, then set aside: one bad
+# row must not hold back every event behind it for good.
+STRIKES = 3
 # The advisory lock that makes one relay per outbox (exchange) the active one; the prefix keeps it
 # apart from any other advisory lock taken in the same database.
 LOCK_KEY = "hashtextextended('auction_shared.outbox:' || $1, 0)"
@@ -38,14 +47,9 @@ async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) ->
         exchange,
         event.routing_key,
         event.encode(),
-        dumps(event.headers()).decode(),
+        # With the request's id and trace context: the relay publishes it later, from no request.
+        dumps({**event.headers(), **carried()}).decode(),
     )
-
-
-# A row whose publish fails in a way no retry of the broker or the database explains is tried this
-# often, then set aside: one bad row must not hold back every event behind it for good.
-STRIKES = 3
-TRANSIENT = (DependencyDown, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
 
 
 class OutboxRelay:
@@ -54,7 +58,7 @@ class OutboxRelay:
     One relay per outbox publishes at a time: the one holding a PostgreSQL advisory lock keyed on the
     outbox's exchange, on the connection it publishes over. Two relays taking different rows at once
     (two offers replicas) would let an offer's offer.sold overtake its offer.created. The others try
-    the lock every POLL_SECONDS, so one takes over within a second of the holder's connection dying.
+    the lock every POLL_SECONDS, so one takes over within a second of the holder's session ending.
 
     Delivery is at least once: a crash between the confirm and the delete publishes a row again,
     and consumers drop the copy by the event id. A row that cannot be published (a body that is not
@@ -84,17 +88,19 @@ class OutboxRelay:
         dead: list[tuple[int, str]] = []
         async with conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, routing_key, body, headers::text AS headers FROM outbox WHERE exchange = $1"
-                " ORDER BY id LIMIT $2",
+                "SELECT id, routing_key, body, headers::text AS headers,"
+                " now() - created_at AS age FROM outbox WHERE exchange = $1 ORDER BY id LIMIT $2",
                 self.exchange,
                 BATCH,
             )
+            if rows:
+                OUTBOX_LAG.set(rows[0]["age"].total_seconds())
             for row in rows:
                 # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
                 try:
                     await self._publish(row)
-                except TRANSIENT as exc:
-                    failure = exc  # the broker or the database: this row and the rest wait
+                except _WAITS_ON as exc:
+                    failure = exc  # an outage: this row and the rest wait for the next pass
                     break
                 except Exception as exc:
                     reason = self._strike(row["id"], exc)
@@ -112,6 +118,7 @@ class OutboxRelay:
                 )
             # What went out (or aside) before a failure is not sent again.
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+        OUTBOX_PUBLISHED.inc(len(done) - len(dead))
         if failure is not None:
             raise failure
         return len(done)
@@ -125,21 +132,29 @@ class OutboxRelay:
         if headers is not None and not isinstance(headers, dict):
             raise MalformedRow("the headers are not an object")
         # Not mandatory: an event nobody subscribes to yet is not an error.
-        await self._publisher.publish(
-            row["routing_key"], body, message_id=str(event["id"]), headers=headers, mandatory=False
-        )
+        with continuing(headers):
+            await self._publisher.publish(
+                row["routing_key"], body, message_id=str(event["id"]), headers=headers, mandatory=False
+            )
 
     def _strike(self, row_id: int, exc: Exception) -> str | None:
         """The reason to set the row aside now, or None to try it again later."""
-        if isinstance(exc, (MalformedRow, ValueError)):
-            return repr(exc)  # its own bytes are at fault: no retry can help
+        if isinstance(exc, ValueError):
+            return repr(exc)  # its own bytes are at fault (MalformedRow, bad JSON): no retry helps
         self._strikes[row_id] = self._strikes.get(row_id, 0) + 1
         if self._strikes[row_id] < STRIKES:
             return None
         del self._strikes[row_id]
         return f"failed {STRIKES} times: {exc!r}"
 
-    async def _lead(self) -> None:
+    async def measure_backlog(self, conn: asyncpg.Connection) -> None:
+        """The rows still waiting (this relay's exchange), for the backlog gauge; once per pass."""
+        waiting = await conn.fetchval("SELECT count(*) FROM outbox WHERE exchange = $1", self.exchange)
+        OUTBOX_BACKLOG.set(waiting)
+        if not waiting:
+            OUTBOX_LAG.set(0)
+
+    async def _lead(self, backoff: Backoff) -> None:
         """Publish for as long as this relay holds the outbox's lock; return at once if another does."""
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             if not await conn.fetchval(f"SELECT pg_try_advisory_lock({LOCK_KEY})", self.exchange):
@@ -150,6 +165,8 @@ class OutboxRelay:
                 while True:
                     while await self.relay_once(conn) == BATCH:
                         pass
+                    await self.measure_backlog(conn)
+                    backoff.reset()
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
                     except asyncio.TimeoutError:
@@ -161,23 +178,21 @@ class OutboxRelay:
                 # pg_advisory_unlock_all); a dead connection's lock went with its session.
 
     async def run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             try:
-                await self._lead()
-                backoff = 0.2
+                await self._lead(backoff)
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT as exc:
-                log.warning("outbox relay waits %.1fs: %r", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except _WAITS_ON as exc:
+                log.warning("outbox relay waits %.1fs: %r", backoff.delay, exc)
+                await backoff.wait()
                 continue
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
-            # Another relay holds the lock: try again shortly, it may have died.
+            # Another relay holds the lock: try again shortly, it may be gone by then.
             await asyncio.sleep(POLL_SECONDS)
 
 

@@ -13,6 +13,7 @@ import aio_pika
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from auction_shared.broker import DELIVERY_LIMIT, Publisher, Topology, dead_letter_depth, declare_bid_pipeline
 from auction_shared.events import BidPlaced
@@ -207,6 +208,7 @@ async def test_operators_list_dead_letters_with_their_reason_and_replay_bids_int
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/health") as resp:
                 assert (await resp.json())["dead_letters"] == 3
+            assert REGISTRY.get_sample_value("auction_dead_letter_depth") == 3
 
             replayed, summary = run_tool(settings, "replay")
             assert "replayed 2, kept 1" in summary
@@ -214,6 +216,7 @@ async def test_operators_list_dead_letters_with_their_reason_and_replay_bids_int
             await wait_applied(settings.database_url, [str(bid.bid_id)])
             async with session.get(f"http://127.0.0.1:{port}/health") as resp:
                 assert (await resp.json())["dead_letters"] == 1
+            assert REGISTRY.get_sample_value("auction_dead_letter_depth") == 1
     finally:
         await runner.cleanup()
 

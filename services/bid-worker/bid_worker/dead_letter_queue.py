@@ -17,18 +17,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from auction_shared import broker
-from auction_shared.broker import Publisher, Topology
+from auction_shared.broker import Publisher, Topology, dead_letter_depth
 from auction_shared.config import ConfigError, Settings
 from auction_shared.events import Contract, MalformedEvent, ShardWork, decode
+from auction_shared.observability.metrics import DEAD_LETTER_DEPTH
+from auction_shared.outages import broker_is_up
 
+log = logging.getLogger("bid_worker")
+
+# How often a running worker looks at the queue's depth for the metric.
+DEPTH_SECONDS = 15.0
 # The worker names the cause of a dead letter it sends itself in this header; the broker's own
 # dead-lettering (a reject, the delivery limit) says why in x-death.
 REASON_HEADER = "x-dead-reason"
@@ -86,6 +93,33 @@ def read(message: AbstractIncomingMessage) -> tuple[DeadLetter, ShardWork | None
         problem=problem,
     )
     return letter, work
+
+
+async def measure_depth(
+    connection: AbstractRobustConnection, topology: Topology, timeout: float
+) -> int | None:
+    """Messages waiting in the dead-letter queue now (also the metric), or None if the broker is away."""
+    if not broker_is_up(connection):
+        return None
+    try:
+        async with asyncio.timeout(timeout):
+            channel = await connection.channel()
+            try:
+                depth = await dead_letter_depth(channel, topology)
+            finally:
+                await channel.close()
+    except Exception as exc:  # the figure is missing this time; it is a figure, not a failure
+        log.warning("dead-letter queue depth unknown: %r", exc)
+        return None
+    DEAD_LETTER_DEPTH.set(depth)
+    return depth
+
+
+async def watch_depth(connection: AbstractRobustConnection, topology: Topology, timeout: float) -> None:
+    """Keep the depth metric current while the worker runs: a dead letter nobody sees helps nobody."""
+    while True:
+        await measure_depth(connection, topology, timeout)
+        await asyncio.sleep(DEPTH_SECONDS)
 
 
 async def _take_all(channel: AbstractChannel, topology: Topology) -> list[AbstractIncomingMessage]:

@@ -6,21 +6,18 @@ still reaches RabbitMQ and PostgreSQL. Off unless WORKER_HEALTH_PORT is set.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping
 
 from aiohttp import web
 
-from auction_shared.broker import broker_is_up, dead_letter_depth
-from auction_shared.db import check_database
-from auction_shared.web import health_handler
+from auction_shared.health import health_handler
+from auction_shared.outages import broker_is_up, database_is_up
 
+from .dead_letter_queue import measure_depth
 from .settings import WorkerSettings
 from .worker import BidWorker
 
 WORKER = web.AppKey("worker", BidWorker)
-log = logging.getLogger("bid_worker")
 
 
 def health_port(env: Mapping[str, str] | None = None) -> int | None:
@@ -37,25 +34,17 @@ async def _broker_up(app: web.Application) -> bool:
 async def _database_up(app: web.Application) -> bool:
     worker = app[WORKER]
     pool = worker._pool
-    return pool is not None and await check_database(pool, worker.settings.dependency_timeout)
+    return pool is not None and await database_is_up(pool, worker.settings.dependency_timeout)
 
 
 async def _dead_letters(app: web.Application) -> dict[str, object]:
-    """How many messages wait in the dead-letter queue (None while the broker is away): nobody is
-    paged by a dead letter otherwise. It never fails the probe: restarting a worker cures nothing."""
+    """How many messages wait in the dead-letter queue (None while the broker is away). It never
+    fails the probe: restarting a worker cures no dead letter."""
     worker = app[WORKER]
     connection = worker._connection
-    depth: int | None = None
-    if connection is not None and broker_is_up(connection):
-        try:
-            async with asyncio.timeout(worker.settings.dependency_timeout):
-                channel = await connection.channel()
-                try:
-                    depth = await dead_letter_depth(channel, worker.topology)
-                finally:
-                    await channel.close()
-        except Exception as exc:  # the figure is missing, the probe still answers
-            log.warning("dead-letter queue depth unknown: %r", exc)
+    if connection is None:
+        return {"dead_letters": None}
+    depth = await measure_depth(connection, worker.topology, worker.settings.dependency_timeout)
     return {"dead_letters": depth}
 
 
