@@ -37,9 +37,13 @@ log = logging.getLogger(__name__)
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 # A message that keeps coming back (its worker crashed with it in hand, again and again) goes to the
-# dead-letter queue after this many deliveries. Unparseable messages go there at once. Handing a
-# shard to another worker returns its prefetched messages too, which also counts: keep it generous.
-DELIVERY_LIMIT = 20
+# dead-letter queue after this many deliveries. Unparseable messages go there at once. RabbitMQ 3.x
+# counts every return toward the limit, also the prefetched messages a worker gives back when it
+# hands a shard on or dies: a bid near the head of a busy shard is returned once per hand-over. At
+# 20 a day of redeploys could dead-letter a valid 202 bid; 200 leaves that to a message that really
+# kills its worker again and again. It is a queue argument, fixed when the queue is first declared:
+# see the README (Guarantees, "Delivery limit") for queues declared by an older release.
+DELIVERY_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -109,10 +113,10 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     await bids.bind(events, routing_key="command.#")
     shards = []
     for name in topology.shard_queues:
-        queue = await channel.declare_queue(
+        queue = await _declare_shard_queue(
+            channel,
             name,
-            durable=True,
-            arguments={
+            {
                 "x-queue-type": "quorum",
                 "x-single-active-consumer": True,
                 "x-dead-letter-exchange": topology.dead_letter_exchange,
@@ -123,6 +127,37 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
         await queue.bind(bids, routing_key="1")
         shards.append(queue)
     return shards
+
+
+async def _declare_shard_queue(
+    channel: AbstractChannel, name: str, arguments: dict[str, FieldValue]
+) -> AbstractQueue:
+    """Declare a shard queue, or take it as it is when an older release declared it otherwise.
+
+    Queue arguments cannot change once declared (RabbitMQ refuses the declaration), and a
+    `delivery-limit` policy can only lower a limit set by argument, never raise it. A queue from
+    before DELIVERY_LIMIT was raised keeps working with its old limit until an operator recreates it.
+    """
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        log.warning(
+            "shard queue %s keeps the arguments it was declared with (%s); recreate it to get a"
+            " delivery limit of %d (README: Delivery limit)",
+            name,
+            exc.args[0] if exc.args else exc,
+            DELIVERY_LIMIT,
+        )
+    if channel.is_closed:
+        await channel.reopen()
+    return await channel.declare_queue(name, passive=True)
+
+
+async def dead_letter_depth(channel: AbstractChannel, topology: Topology) -> int:
+    """Messages waiting in the dead-letter queue (ready ones: what nobody has looked at yet)."""
+    queue = await channel.declare_queue(topology.dead_letter_queue, passive=True)
+    count = queue.declaration_result.message_count
+    return count if count is not None else 0
 
 
 # How often a lost connection is retried once it was up.
