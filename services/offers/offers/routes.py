@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from . import handlers
+from . import handlers, sale
 
 
 def setup_routes(app: web.Application) -> None:
@@ -11,5 +11,5 @@ def setup_routes(app: web.Application) -> None:
         app.router.add_get(base, handlers.list_offers)
         app.router.add_get(base + "/{offer_id}", handlers.get_offer)
     for base in ("/v1/bid", "/v1/bids"):
-        app.router.add_put(base + "/{bid_id}", handlers.accept_bid)
+        app.router.add_put(base + "/{bid_id}", sale.accept_bid)
     app.router.add_get("/health", handlers.health)
