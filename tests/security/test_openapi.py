@@ -85,7 +85,7 @@ def _schema(spec: dict, name: str) -> dict:
 
 def test_request_constraints_match_the_services_validation(spec: dict) -> None:
     from auth.handlers import Credentials
-    from bids.handlers import MAX_IDEMPOTENCY_KEY
+    from bids.intake import MAX_IDEMPOTENCY_KEY
     from offers.handlers import MAX_LIFETIME, NewOffer
     from offers.rules import SORT_COLUMNS
 
