@@ -25,6 +25,7 @@ def setup_routes(app: web.Application) -> None:
         r.add_get(offer + "/{offer_id}/bids", forward(BIDS))
     for bid in ("/v1/bid", "/v1/bids"):
         r.add_post(bid, forward(BIDS))
+        r.add_get(bid, forward(BIDS))
         r.add_get(bid + "/{bid_id}", forward(BIDS))
         # The sale changes the offer, so the offers service owns accepting a bid.
         r.add_put(bid + "/{bid_id}", forward(OFFERS))
