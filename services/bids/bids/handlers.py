@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auction_shared.broker import CONNECTION, broker_is_up
-from auction_shared.db import DB_POOL, check_database
+from auction_shared.db import DB_POOL
+from auction_shared.health import broker_connected, database_answers, health_handler
 from auction_shared.jsonio import json_response
 from auction_shared.problems import Problem
 from auction_shared.shapes import bid_shape
 from auction_shared.validation import parse_uuid
-from auction_shared.web import SETTINGS, health_handler, identity, page_params
+from auction_shared.web import identity, page_params
 
 from . import store
 
@@ -43,12 +43,4 @@ async def my_bids(request: web.Request) -> web.Response:
     return json_response([bid_shape(r, who.user_id) for r in rows], headers={"X-Total-Count": str(total)})
 
 
-async def _database_up(app: web.Application) -> bool:
-    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
-
-
-async def _broker_up(app: web.Application) -> bool:
-    return broker_is_up(app[CONNECTION])
-
-
-health = health_handler({"postgres": _database_up, "rabbitmq": _broker_up})
+health = health_handler({"postgres": database_answers, "rabbitmq": broker_connected})

@@ -20,6 +20,7 @@ from auction_shared.broker import PUBLISHER
 from auction_shared.db import DB_POOL
 from auction_shared.events import BidPlaced, money
 from auction_shared.jsonio import json_response
+from auction_shared.observability.metrics import BIDS_RECEIVED, BIDS_REJECTED
 from auction_shared.problems import Problem
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
 from auction_shared.web import SETTINGS, identity
@@ -29,7 +30,7 @@ from .offer_cache import OfferCache
 
 log = logging.getLogger(__name__)
 
-OFFERS = web.AppKey("offer_cache", OfferCache)
+OFFER_CACHE = web.AppKey("offer_cache", OfferCache)
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -82,6 +83,13 @@ def _named_bid(view: dict[str, Any], user_id: uuid.UUID) -> BidPlaced:
     )
 
 
+def _refused(reason: str, status: int, detail: str, field: str | None = None) -> Problem:
+    """A bid turned away at intake, counted by reason."""
+    BIDS_REJECTED.labels("intake", reason).inc()
+    errors = [{"field": field, "message": detail.removeprefix(field + " ")}] if field else None
+    return Problem(status, detail, errors=errors)
+
+
 async def _queue(request: web.Request, bid: BidPlaced) -> None:
     """Publish with a confirm (else a 503 problem), then record the bid pending for reads."""
     await request.app[PUBLISHER].send(bid)
@@ -116,15 +124,15 @@ async def _replay(
 
 async def place_bid(request: web.Request) -> web.Response:
     who = identity(request)
-    body = await parse_body(request, NewBid)
+    try:
+        body = await parse_body(request, NewBid)
+        key = _idempotency_key(request)
+        offer_id = parse_uuid(body.offer_id, "offer")
+    except Problem:
+        BIDS_REJECTED.labels("intake", "invalid").inc()
+        raise
     if body.max_price is not None and body.max_price < body.bid_price:
-        raise Problem(
-            400,
-            "max_price must be at least bid_price",
-            errors=[{"field": "max_price", "message": "must be at least bid_price"}],
-        )
-    key = _idempotency_key(request)
-    offer_id = parse_uuid(body.offer_id, "offer")
+        raise _refused("invalid", 400, "max_price must be at least bid_price", field="max_price")
     pool = request.app[DB_POOL]
     now = datetime.now(timezone.utc)
     bid = BidPlaced(
@@ -140,15 +148,15 @@ async def place_bid(request: web.Request) -> web.Response:
         earlier = await store.find_request(pool, who.user_id, key)
         if earlier is not None:
             return await _replay(request, who.user_id, earlier, bid)
-    offer = await request.app[OFFERS].get(offer_id)
+    offer = await request.app[OFFER_CACHE].get(offer_id)
     if offer is None:
-        raise Problem(404, f"no offer with id {offer_id}")
+        raise _refused("no_offer", 404, f"no offer with id {offer_id}")
     if offer.created_by_id == who.user_id:
-        raise Problem(403, "you cannot bid on your own offer")
+        raise _refused("own_offer", 403, "you cannot bid on your own offer")
     if offer.status != "live":
-        raise Problem(409, f"the offer is {offer.status}")
+        raise _refused(offer.status, 409, f"the offer is {offer.status}")
     if offer.ends_at is not None and offer.ends_at <= now:
-        raise Problem(409, "the offer is closed: its end has passed")
+        raise _refused("closed", 409, "the offer is closed: its end has passed")
     view = pending_view(bid)
     if key is not None and not await store.claim_request(pool, who.user_id, key, view):
         # A concurrent request with the same key claimed it first: this is a retry of that bid.
@@ -157,4 +165,5 @@ async def place_bid(request: web.Request) -> web.Response:
             raise Problem(409, "this Idempotency-Key expired just now; retry")
         return await _replay(request, who.user_id, earlier, bid)
     await _queue(request, bid)
+    BIDS_RECEIVED.inc()
     return json_response(view, status=202, headers={"Location": f"/v1/bid/{bid.bid_id}"})
