@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -62,6 +63,15 @@ async def world(settings: Settings) -> AsyncIterator[World]:
     share its loop (`pytestmark = pytest.mark.asyncio(loop_scope="module")`)."""
     async with running_world(settings) as w:
         yield w
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the run's database, to put rows in states no route reaches in a moment;
+    for tests on their module's loop (those that use `world`)."""
+    conn = await asyncpg.connect(settings.database_url)
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture

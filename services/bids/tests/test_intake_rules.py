@@ -17,18 +17,11 @@ from auction_shared.broker import Topology, declare_events_exchange
 from auction_shared.events import BidPlaced, EventType, decode
 from bids.store import KEY_RETENTION_SECONDS, forget_expired_requests, record_pending
 from tests.support.api import Account
-from tests.support.inprocess import account
+from tests.support.inprocess import account, accounts, new_offer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PROBLEM = "application/problem+json"
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def db(settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    yield conn
-    await conn.close()
 
 
 class Tap:
@@ -62,18 +55,6 @@ async def tap(settings) -> AsyncIterator[Tap]:
     await queue.bind(events, routing_key=EventType.BID_PLACED)
     yield Tap(queue)
     await connection.close()
-
-
-async def accounts(world, *prefixes: str) -> list[Account]:
-    return [await account(world.auth, p) for p in prefixes]
-
-
-async def new_offer(world, owner: Account, **body) -> dict:
-    body.setdefault("title", "intake rules lot")
-    body.setdefault("bid_price", 10)
-    resp = await world.offers.post("/v1/offer", json=body, headers=owner.headers)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
 
 
 async def bid(world, who: Account, offer_id: str, price, key: str | None = None, **extra):
@@ -129,7 +110,7 @@ async def test_an_ended_offer_takes_no_bid(world, db):
 
 
 async def test_a_bid_reads_pending_right_after_its_202_to_its_bidder_and_seller_only(world):
-    owner, alice, eve = await accounts(world, *("owner", "alice", "eve"))
+    owner, alice, eve = await accounts(world.auth, *("owner", "alice", "eve"))
     offer = await new_offer(world, owner)
     status, placed, headers = await bid(world, alice, offer["id"], 12, max_price=15)
     assert status == 202
@@ -168,7 +149,7 @@ async def test_a_failed_pending_record_does_not_fail_the_202(world, db, tap):
 
 
 async def test_my_bids_lists_only_mine_newest_first_with_paging_under_both_names(world):
-    owner, alice, bob = await accounts(world, *("owner", "alice", "bob"))
+    owner, alice, bob = await accounts(world.auth, *("owner", "alice", "bob"))
     first, second = await new_offer(world, owner), await new_offer(world, owner)
     placed = []
     for offer, price in ((first, 11), (second, 12), (first, 13)):
@@ -224,32 +205,30 @@ async def test_the_same_key_with_another_bid_is_a_422(world, tap, changed):
     assert await tap.drain() == []
 
 
+async def age_past_retention(db: asyncpg.Connection, user: Account, key: str) -> None:
+    await db.execute(
+        "UPDATE bid_requests SET created_at = now() - make_interval(secs => $2 + 1)"
+        " WHERE user_id = $1 AND idempotency_key = $3",
+        uuid.UUID(user.user_id),
+        KEY_RETENTION_SECONDS,
+        key,
+    )
+
+
 async def test_a_key_past_its_retention_is_free_again_and_is_deleted(world, db, settings):
     owner, alice = await account(world.auth, "owner"), await account(world.auth, "alice")
     offer = await new_offer(world, owner)
     old, kept = uuid.uuid4().hex, uuid.uuid4().hex
     _, first, _ = await bid(world, alice, offer["id"], 12, old)
     _, recent, _ = await bid(world, alice, offer["id"], 12, kept)
-    await db.execute(
-        "UPDATE bid_requests SET created_at = now() - make_interval(secs => $2 + 1)"
-        " WHERE user_id = $1 AND idempotency_key = $3",
-        uuid.UUID(alice.user_id),
-        KEY_RETENTION_SECONDS,
-        old,
-    )
+    await age_past_retention(db, alice, old)
     # Expired: the key names a new bid (another body is no 422 now).
     status, fresh, headers = await bid(world, alice, offer["id"], 15, old)
     assert status == 202 and fresh["id"] != first["id"] and "Idempotent-Replayed" not in headers
     status, again, _ = await bid(world, alice, offer["id"], 15, old)
     assert status == 202 and again == fresh
     # The periodic cleanup deletes only keys past their retention.
-    await db.execute(
-        "UPDATE bid_requests SET created_at = now() - make_interval(secs => $2 + 1)"
-        " WHERE user_id = $1 AND idempotency_key = $3",
-        uuid.UUID(alice.user_id),
-        KEY_RETENTION_SECONDS,
-        old,
-    )
+    await age_past_retention(db, alice, old)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
     try:
         assert await forget_expired_requests(pool) >= 1

@@ -8,42 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import aio_pika
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from auction_shared.broker import Topology, declare_events_exchange
 from auction_shared.events import BidUpdated, Contract, EventType, OfferSold, decode, private_key
 from tests.support.api import Account
-from tests.support.inprocess import account
+from tests.support.inprocess import account, accounts, new_offer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PROBLEM = "application/problem+json"
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def db(settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    yield conn
-    await conn.close()
-
-
-async def accounts(world, *prefixes: str) -> list[Account]:
-    return [await account(world.auth, p) for p in prefixes]
-
-
-async def new_offer(world, seller: Account, **body) -> dict:
-    body.setdefault("title", "accept lot")
-    body.setdefault("bid_price", 10)
-    resp = await world.offers.post("/v1/offer", json=body, headers=seller.headers)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
 
 
 async def put_bid(
@@ -147,7 +126,7 @@ async def test_the_leading_bid_is_sold_at_the_current_price_and_three_events_fol
 
 @pytest.mark.parametrize("status", ["pending", "outbid", "superseded", "rejected"])
 async def test_a_bid_that_does_not_lead_is_409_and_nothing_changes(world, db, status):
-    seller, alice, bob = await accounts(world, *("seller", "alice", "bob"))
+    seller, alice, bob = await accounts(world.auth, *("seller", "alice", "bob"))
     offer = await new_offer(world, seller)
     other = await put_bid(db, offer, alice, "11", status)
     leader = await put_bid(db, offer, bob, "12", "leading", leads=True)
@@ -159,7 +138,7 @@ async def test_a_bid_that_does_not_lead_is_409_and_nothing_changes(world, db, st
 
 
 async def test_a_second_accept_is_409_and_so_is_one_of_another_bid_after_the_sale(world, db):
-    seller, alice, bob = await accounts(world, *("seller", "alice", "bob"))
+    seller, alice, bob = await accounts(world.auth, *("seller", "alice", "bob"))
     offer = await new_offer(world, seller)
     outbid = await put_bid(db, offer, bob, "11", "outbid")
     leader = await put_bid(db, offer, alice, "12", "leading", leads=True)
@@ -205,7 +184,7 @@ async def test_unknown_and_malformed_bids_are_404(world):
 
 
 async def test_ownership_is_checked_before_the_offers_lock_is_taken(world, settings, db):
-    seller, alice, eve = await accounts(world, *("seller", "alice", "eve"))
+    seller, alice, eve = await accounts(world.auth, *("seller", "alice", "eve"))
     offer = await new_offer(world, seller)
     leader = await put_bid(db, offer, alice, "12", "leading", leads=True)
     # Another transaction (as a bid-worker's batch would) holds the offer's row lock meanwhile.

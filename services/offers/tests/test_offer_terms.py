@@ -8,19 +8,11 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from tests.support.inprocess import account
+from tests.support.inprocess import account, new_offer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PROBLEM = "application/problem+json"
-
-
-async def create(world, user, **body) -> dict:
-    body.setdefault("title", "terms lot")
-    body.setdefault("bid_price", 10)
-    resp = await world.offers.post("/v1/offer", json=body, headers=user.headers)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
 
 
 async def listed(world, user, query: str) -> tuple[list[dict], int]:
@@ -31,7 +23,7 @@ async def listed(world, user, query: str) -> tuple[list[dict], int]:
 
 async def test_the_terms_are_kept_and_hard_ends_at_is_the_first_end_plus_the_extension(world):
     seller = await account(world.auth, "seller")
-    offer = await create(
+    offer = await new_offer(
         world,
         seller,
         bid_price=10,
@@ -50,15 +42,15 @@ async def test_the_terms_are_kept_and_hard_ends_at_is_the_first_end_plus_the_ext
 
 async def test_without_a_soft_close_the_hard_end_is_the_end_and_without_a_lifetime_there_is_none(world):
     seller = await account(world.auth, "seller")
-    hard = await create(world, seller, lifetime=60, max_extension_seconds=900)
+    hard = await new_offer(world, seller, lifetime=60, max_extension_seconds=900)
     assert hard["hard_ends_at"] == hard["ends_at"] is not None
-    open_ended = await create(world, seller, lifetime=0)
+    open_ended = await new_offer(world, seller, lifetime=0)
     assert open_ended["hard_ends_at"] is None and open_ended["ends_at"] is None
 
 
 async def test_max_extension_defaults_to_an_hour(world, settings):
     seller = await account(world.auth, "seller")
-    offer = await create(world, seller, lifetime=60, soft_close_seconds=30)
+    offer = await new_offer(world, seller, lifetime=60, soft_close_seconds=30)
     ends_at = datetime.fromisoformat(offer["ends_at"])
     assert datetime.fromisoformat(offer["hard_ends_at"]) == ends_at + timedelta(hours=1)
     conn = await asyncpg.connect(settings.database_url)
@@ -73,7 +65,7 @@ async def test_max_extension_defaults_to_an_hour(world, settings):
 
 async def test_the_reserve_shows_only_in_the_sellers_own_answers(world):
     seller, other = await account(world.auth, "seller"), await account(world.auth, "other")
-    offer = await create(world, seller, bid_price=5, reserve_price=5)
+    offer = await new_offer(world, seller, bid_price=5, reserve_price=5)
     assert offer["reserve_price"] == 5 and offer["reserve_met"] is False
     path = f"/v1/offer/{offer['id']}"
     mine = await (await world.offers.get(path, headers=seller.headers)).json()
@@ -121,7 +113,7 @@ async def test_a_bad_term_is_a_400_problem_naming_the_field(world, extra, field)
 
 async def test_the_bounds_themselves_are_accepted(world):
     seller = await account(world.auth, "seller")
-    offer = await create(
+    offer = await new_offer(
         world,
         seller,
         bid_price=10,
@@ -132,7 +124,7 @@ async def test_the_bounds_themselves_are_accepted(world):
         max_extension_seconds=86400,
     )
     assert offer["soft_close_seconds"] == 3600 and offer["min_increment"] == 0.01
-    zero = await create(world, seller, lifetime=60, soft_close_seconds=60, max_extension_seconds=0)
+    zero = await new_offer(world, seller, lifetime=60, soft_close_seconds=60, max_extension_seconds=0)
     assert zero["hard_ends_at"] == zero["ends_at"]
 
 
@@ -149,11 +141,11 @@ async def set_states(settings, sql_by_id: dict[str, str]) -> None:
 async def test_the_list_filters_by_status_and_seller_combined_with_paging_and_sorting(world, settings):
     seller, other = await account(world.auth, "seller"), await account(world.auth, "other")
     later = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
-    live = [await create(world, seller, bid_price=p) for p in (3, 1, 2)]
-    scheduled = await create(world, seller, go_live=later)
-    ended = await create(world, seller)
-    sold = await create(world, seller)
-    theirs = await create(world, other)
+    live = [await new_offer(world, seller, bid_price=p) for p in (3, 1, 2)]
+    scheduled = await new_offer(world, seller, go_live=later)
+    ended = await new_offer(world, seller)
+    sold = await new_offer(world, seller)
+    theirs = await new_offer(world, other)
     await set_states(
         settings,
         {
