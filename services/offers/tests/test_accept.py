@@ -216,3 +216,13 @@ async def test_ownership_is_checked_before_the_offers_lock_is_taken(world, setti
         assert resp.status == 200
     finally:
         await holder.close()
+
+
+async def test_concurrent_accepts_of_one_bid_sell_once(world, db):
+    seller, alice = await accounts(world.auth, "seller", "alice")
+    offer = await new_offer(world, seller)
+    leader = await put_bid(db, offer, alice, "12", "leading", leads=True)
+    answers = await asyncio.gather(*(accept(world, seller, leader) for _ in range(12)))
+    assert sorted(r.status for r in answers) == [200] + [409] * 11
+    # Sold once: one version step (created 1, the bid 2, the sale 3), whoever won the lock.
+    assert await state(db, offer, leader) == ("sold", True, "accepted", 3, "accepted", True)
