@@ -48,6 +48,17 @@ async def bids_client(aiohttp_client, settings: Settings) -> TestClient:
 
 
 @pytest.fixture
+async def fresh_login_attempts(settings: Settings) -> None:
+    """Forget the login attempts earlier tests counted (every auth app of the run shares them in the
+    database): for tests of a small limit, whose own attempts must be the only ones."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("DELETE FROM login_attempts")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 def make_user(auth_client: TestClient):
     """Sign up and log in a fresh user through the real auth app."""
 

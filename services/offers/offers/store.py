@@ -14,13 +14,14 @@ from auction_shared.shapes import BID_COLUMNS, OFFER_COLUMNS
 from .rules import Filters, Sort
 
 # The list's filters as one static statement: each is skipped when its parameter is null. A live
-# offer whose go_live is still ahead is "scheduled" (the database's clock decides).
+# offer whose go_live is still ahead is "scheduled" (the database's clock decides); a seller's name
+# matches in any case, as usernames are unique in any case.
 FILTERED = (
     " WHERE ($1::text IS NULL"
     " OR ($1 = 'scheduled' AND status = 'live' AND go_live > now())"
     " OR ($1 = 'live' AND status = 'live' AND go_live <= now())"
     " OR ($1 IN ('ended', 'sold') AND status = $1))"
-    " AND ($2::text IS NULL OR created_by = $2)"
+    " AND ($2::text IS NULL OR lower(created_by) = lower($2))"
 )
 
 

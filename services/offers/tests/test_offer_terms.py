@@ -167,6 +167,8 @@ async def test_the_list_filters_by_status_and_seller_combined_with_paging_and_so
     assert total == 3 and [o["bid_price"] for o in offers] == [1]
     offers, _ = await listed(world, seller, f"created_by={other.username}&status=live")
     assert [o["id"] for o in offers] == [theirs["id"]]
+    offers, _ = await listed(world, seller, f"created_by={other.username.upper()}&status=live")
+    assert [o["id"] for o in offers] == [theirs["id"]]  # names match in any case
     assert await listed(world, seller, "created_by=nobody_has_this_name") == ([], 0)
     # status alone: every offer listed has it.
     offers, total = await listed(world, seller, "status=sold&size=100")
