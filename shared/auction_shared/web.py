@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .config import ConfigError, Settings
 from .jsonio import json_response
-from .known_users import known_user_middleware
+from .known_users import KnownUsers, known_user_middleware
 from .problems import Problem, problem_middleware
 from .tokens import Identity, authenticate
 from .validation import MAX_BODY_BYTES
@@ -26,7 +26,7 @@ def base_app(settings: Settings, **kwargs: Any) -> web.Application:
     app = web.Application(
         middlewares=[
             problem_middleware,
-            known_user_middleware(settings.jwt_secret),
+            known_user_middleware(settings.jwt_secret, KnownUsers(settings.known_user_ttl_seconds)),
             *kwargs.pop("middlewares", []),
         ],
         client_max_size=MAX_BODY_BYTES,

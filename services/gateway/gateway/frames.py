@@ -12,6 +12,8 @@ OFFERS = "offers"
 OFFER_CREATED = "offerCreated"
 OFFER_UPDATED = "offerUpdated"
 OFFER_SOLD = "offerSold"
+OFFER_ENDED = "offerEnded"
+BID_UPDATED = "bidUpdated"
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
 
