@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from auction_shared.observability.metrics import WS_FRAMES, WS_SOCKETS
+
 from .watcher import Watcher
 
 # One watcher may follow this many offers at once; the hub's memory per watcher stays bounded.
@@ -50,10 +52,12 @@ class Hub:
 
     def connect(self, watcher: Watcher) -> None:
         self._connected.add(watcher)
+        WS_SOCKETS.set(len(self._connected))
 
     def disconnect(self, watcher: Watcher) -> None:
         self.leave(watcher)
         self._connected.discard(watcher)
+        WS_SOCKETS.set(len(self._connected))
 
     def join(self, watcher: Watcher) -> None:
         """An authenticated watcher (its user_id set) starts receiving events."""
@@ -141,6 +145,7 @@ class Hub:
                 laggards.append(watcher)
         for watcher in laggards:
             self.leave(watcher)
+        WS_FRAMES.inc(delivered)
         return delivered
 
     def close_all(self, code: int, reason: str) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from auction_shared.observability.metrics import WS_SLOW_CLOSED
+
 from .versions import SeenVersions
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ class Watcher:
         self._expiry = loop.call_later(max(0.0, expires_at - time.time()), on_expiry)
 
     def _evict(self) -> None:
+        WS_SLOW_CLOSED.inc()
         self.closing = True
         # The writer is stuck on a full socket; the frame it was writing is already in the
         # transport's buffer whole (aiohttp writes a frame synchronously, then drains).
