@@ -16,10 +16,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from auction_shared.broker import Topology
 
 from . import observed
+from .dead_letter_queue import REASON_HEADER
 
 log = logging.getLogger("bid_worker")
-
-REASON_HEADER = "x-dead-reason"
 
 
 class DeadLetters:

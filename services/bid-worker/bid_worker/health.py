@@ -31,12 +31,18 @@ def _check(name: str) -> HealthCheck:
     return check
 
 
+async def _dead_letters(app: web.Application) -> dict[str, object]:
+    """How many messages wait in the dead-letter queue (None while the broker is away). It never
+    fails the probe: restarting a worker cures no dead letter."""
+    return {"dead_letters": await app[WORKER].dead_letter_depth()}
+
+
 async def start_health(worker: BidWorker, port: int) -> web.AppRunner:
     """Serve /health on HOST:port beside the consume loop; the caller cleans the runner up."""
     app = web.Application()
     app[WORKER] = worker
     checks = {name: _check(name) for name in ("postgres", "rabbitmq", "shard_loops")}
-    app.router.add_get("/health", health_handler(checks))
+    app.router.add_get("/health", health_handler(checks, _dead_letters))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, worker.settings.host, port).start()

@@ -22,6 +22,7 @@ from . import observed
 from .applying import Applier, ShardMessage
 from .audit import AuditLog
 from .closer import Closer
+from .dead_letter_queue import measure_depth, watch_depth
 from .dead_letters import DeadLetters
 from .roster import join_roster, new_roster, share_shards
 from .settings import WorkerSettings
@@ -88,7 +89,7 @@ class BidWorker:
         )
 
     async def start(self) -> None:
-        self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 2)
+        self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 3)
         self._connection = await broker.connect(self.settings)
         setup = await self._connection.channel()
         await broker.declare_bid_pipeline(setup, self.topology)
@@ -112,6 +113,12 @@ class BidWorker:
             self._pool, self._publisher, self.worker.end_grace_seconds, self.worker.close_scan_seconds
         )
         self._tasks.append(asyncio.create_task(self._closer.run(), name="closer"))
+        self._tasks.append(
+            asyncio.create_task(
+                watch_depth(self._connection, self.topology, self.settings.dependency_timeout),
+                name="dead-letter-depth",
+            )
+        )
         log.info("%r consuming %s (single active consumer each)", self, self.topology.bids_exchange)
 
     async def stop(self) -> None:
@@ -128,8 +135,6 @@ class BidWorker:
             await asyncio.gather(*tasks, return_exceptions=True)
             in_flight = [s.current for s in self._shards if s.current is not None and not s.current.done()]
             await asyncio.gather(*in_flight, return_exceptions=True)
-            if self._relay is not None:  # what the last batches wrote goes out now, not with the next worker
-                await asyncio.gather(self._relay.relay_once(), return_exceptions=True)
             if self._dead is not None:
                 await self._dead.close()
             if self._publisher:
@@ -156,6 +161,12 @@ class BidWorker:
     def shard_loops_alive(self) -> bool:
         """Every shard has a running loop (a loop being restarted counts as alive)."""
         return bool(self._loops) and not any(loop.done() for loop in self._loops)
+
+    async def dead_letter_depth(self) -> int | None:
+        """Messages waiting in the dead-letter queue (None while the broker is away)."""
+        if self._connection is None:
+            return None
+        return await measure_depth(self._connection, self.topology, self.settings.dependency_timeout)
 
     async def health(self) -> dict[str, bool]:
         """Whether each dependency and the shard loops are up, by name (what /health shows)."""
