@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import asyncpg
 
-from auction_shared.events import BidPlaced, OfferSold
+from auction_shared.events import OfferSold
 from bid_worker.settings import WorkerSettings
 from bid_worker.worker import BidWorker
-from tests.pipeline.conftest import publish_raw
+from tests.pipeline.conftest import publish_raw, raw_bid
 from tests.pipeline.test_bid_rules_live import create_offer
 from tests.reliability.tap import EventTap
 from tests.support.pipeline import wait_applied
@@ -27,17 +26,10 @@ async def test_accept_and_close_racing_end_each_offer_once_by_whichever_came_fir
     raw_channel, offers_client, bids_client, make_user, settings
 ):
     owner = await make_user("own")
-    offers = [await create_offer(offers_client, owner, bid_price=1, lifetime=3) for _ in range(OFFER_COUNT)]
+    offers = [await create_offer(offers_client, owner, bid_price=1, lifetime=4) for _ in range(OFFER_COUNT)]
     bids = {}
     for offer in offers:
-        bid = BidPlaced(
-            bid_id=uuid.uuid4(),
-            offer_id=uuid.UUID(offer["id"]),
-            user_id=uuid.uuid4(),
-            username="bidder",
-            bid_price=Decimal(2),
-            placed_at=datetime.now(timezone.utc),
-        )
+        bid = raw_bid(offer["id"], "bidder", 2)
         bids[offer["id"]] = bid
         await publish_raw(raw_channel, settings, bid.encode(), offer["id"], str(bid.bid_id))
     worker = BidWorker(
@@ -55,7 +47,7 @@ async def test_accept_and_close_racing_end_each_offer_once_by_whichever_came_fir
                 resp = await offers_client.put(f"/v1/bid/{bids[offer['id']].bid_id}", headers=owner.headers)
                 return resp.status
 
-            statuses = await asyncio.gather(*(accept(o, -0.6 + 0.15 * i) for i, o in enumerate(offers)))
+            statuses = await asyncio.gather(*(accept(o, -1.8 + 0.3 * i) for i, o in enumerate(offers)))
             conn = await asyncpg.connect(settings.database_url)
             try:
 

@@ -36,7 +36,7 @@ async def test_straight_and_proxy_bids_end_as_the_sequential_model_says(stack, s
             price = rng.choice(range(1, 81)) / 2
             proxy = price + rng.choice(range(0, 41)) / 2 if rng.random() < 0.5 else None
             plan.append((rng.choice(bidders), rng.choice(offers)["id"], price, proxy))
-        accepted = await place_concurrently(api, plan, concurrency=60)
+        accepted = await place_concurrently(api, plan, concurrency=30)
         assert len(accepted) == BIDS
         await tap.wait_for(BIDS)
         await wait_applied(settings.database_url, [b["id"] for b in accepted])
