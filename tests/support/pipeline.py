@@ -122,3 +122,28 @@ async def bid_rows(database_url: str, offer_ids: Iterable[str]) -> dict[str, lis
 
 def price(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+async def shards_of(settings: Settings, offer_ids: Iterable[str]) -> dict[str, int]:
+    """The shard each offer's bids go to, found by routing a probe through the consistent hash.
+
+    Only while no worker consumes: each probe is counted in its queue, then the queue is purged."""
+    topology = Topology.from_settings(settings)
+    connection = await aio_pika.connect(settings.amqp_url)
+    found: dict[str, int] = {}
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        bids = await channel.get_exchange(topology.bids_exchange)
+        queues = [await channel.declare_queue(name, passive=True) for name in topology.shard_queues]
+        for offer_id in offer_ids:
+            probe = aio_pika.Message(b"probe", headers={"offer_id": offer_id})
+            await bids.publish(probe, routing_key="", mandatory=True)
+            for index, queue in enumerate(queues):
+                if (
+                    await queue.channel.declare_queue(queue.name, passive=True)
+                ).declaration_result.message_count:
+                    found[offer_id] = index
+                    await queue.purge()
+    finally:
+        await connection.close()
+    return found
