@@ -28,8 +28,12 @@ PUBLISH_CALLERS = {
     ("shared/auction_shared/broker.py", "publish"),
     # The relay sends rows that only outbox.add_event writes, from a contract.
     ("shared/auction_shared/outbox.py", "relay_once"),
+    ("shared/auction_shared/outbox.py", "_publish"),  # one row of relay_once's batch
     # A worker's heartbeat goes to the workers' fanout exchange, not to the events exchange.
     ("services/bid-worker/bid_worker/worker.py", "announce"),
+    ("services/bid-worker/bid_worker/roster.py", "announce"),
+    # A message that cannot be applied goes, as it came, to the dead-letter exchange with its reason.
+    ("services/bid-worker/bid_worker/dead_letters.py", "send"),
 }
 
 
