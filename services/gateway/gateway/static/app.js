@@ -262,6 +262,7 @@ async function placeBid(event) {
   $("bid-button").disabled = true;
   try {
     const bid = await api("POST", "/v1/bid", body);
+    $("bid-max").value = ""; // a maximum is for one bid: the next one states its own
     $("bid-outcome").textContent = `Bid of ${money(price)} queued…`;
     // The private bidUpdated event says how it went; asking as well covers a socket that is down.
     for (let i = 0; i < BID_POLLS; i++) {
