@@ -218,7 +218,7 @@ def own_bids(w: Watch) -> set[tuple[str, str]]:
 
 
 async def test_a_real_auction_to_its_end_keeps_every_socket_in_order_and_tells_each_bidder_only_their_own(
-    live_stack: Stack, gateway_b: str, http: aiohttp.ClientSession
+    live_stack: Stack, gateway_b: str, http: aiohttp.ClientSession, settings: Settings
 ) -> None:
     a, b = Api(http, live_stack.gateway_url), Api(http, gateway_b)
     seller, x, y, watcher = [await a.account(name) for name in ("seller", "x", "y", "watcher")]
@@ -236,7 +236,8 @@ async def test_a_real_auction_to_its_end_keeps_every_socket_in_order_and_tells_e
         body: dict[str, Any] = {"offer_id": oid, "bid_price": price}
         if maximum is not None:
             body["max_price"] = maximum
-        await api.call("POST", "/v1/bid", json=body, headers=who.headers)
+        status, answer = await api.call("POST", "/v1/bid", json=body, headers=who.headers)
+        assert status in (202, 409), answer  # 409: the offer ended meanwhile
 
     await asyncio.gather(
         *(
@@ -258,6 +259,10 @@ async def test_a_real_auction_to_its_end_keeps_every_socket_in_order_and_tells_e
         sold = [f for f in w.frames if f["event"] == "offerSold" and f["data"]["offer"]["id"] == oid]
         assert len(sold) == 1 and sold[0]["data"]["offer"]["version"] == final["version"]
         assert w.of("bidUpdated") == []  # the seller and the watcher placed no bid
+    # The relay published every bidder's news before the sale: a marker after it flushes them out.
+    async with EventPublisher(settings) as publisher:
+        await marker_reaches(publisher, [*followers, x_a, x_b, y_b])
+
     assert own_bids(x_a) == own_bids(x_b) and own_bids(x_a)
     for w, who in ((x_a, x), (x_b, x), (y_b, y)):
         assert {f["data"]["bid"]["username"] for f in w.of("bidUpdated")} == {who.username}

@@ -272,9 +272,8 @@ async function placeBid(event) {
         throw error;
       });
       if (now.status !== "pending") {
-        $("bid-outcome").textContent = now.status === "rejected"
-          ? `Bid of ${money(price)} rejected: ${now.reason}.`
-          : `Bid of ${money(price)}: ${now.status}.`;
+        const said = { rejected: `rejected: ${now.reason}`, leading: "leads", outbid: "was outbid at once" };
+        $("bid-outcome").textContent = `Your bid of ${money(price)} ${said[now.status] || now.status}.`;
         if (offerId === state.open) loadBids(offerId);
         return;
       }
