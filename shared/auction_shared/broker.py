@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from pamqp.common import FieldValue
 
 from .config import Settings
 from .events import Contract
+from .observability import request_id
+from .observability.metrics import BROKER_PUBLISH
+from .observability.tracing import PUBLISHED_AT
 from .outages import BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
 from .retry import Backoff, retry
@@ -205,12 +209,18 @@ class Publisher:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
         if self._exchange is None:
             raise DependencyDown("RabbitMQ")
+        # When it entered the broker (a shard's lag), and the request that caused it (the consumer
+        # logs under it); the trace context is added by the aio-pika instrumentation (`traceparent`).
+        headers = {**(headers or {}), PUBLISHED_AT: time.time()}
+        if (rid := request_id.current()) is not None:
+            headers[request_id.MESSAGE_HEADER] = rid
+        started = time.perf_counter()
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
-            headers=dict(headers) if headers is not None else None,
+            headers=headers,
         )
         try:
             # The outer bound also covers what aio-pika's own timeout does not: waiting for a robust
@@ -219,6 +229,7 @@ class Publisher:
                 await self._exchange.publish(
                     message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
                 )
+            BROKER_PUBLISH.labels(routing_key).observe(time.perf_counter() - started)
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc

@@ -11,9 +11,14 @@ from aiohttp import web
 
 from .config import ConfigError, Settings
 from .known_users import known_user_middleware
+from .observability import observe
+from .observability.metrics import http_metrics_middleware
+from .observability.request_id import request_id_middleware
 from .problems import Problem, problem_middleware
 from .tokens import Identity, authenticate
 from .validation import MAX_BODY_BYTES
+
+log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -21,6 +26,9 @@ SETTINGS = web.AppKey("settings", Settings)
 def base_app(settings: Settings, **kwargs: Any) -> web.Application:
     app = web.Application(
         middlewares=[
+            # Outermost: the request id and the metrics see the answer the client gets.
+            request_id_middleware,
+            http_metrics_middleware,
             problem_middleware,
             known_user_middleware(settings.jwt_secret),
             *kwargs.pop("middlewares", []),
@@ -55,17 +63,6 @@ def page_params(request: web.Request, *, default_size: int = 10, max_size: int =
     return values["page"], values["size"]
 
 
-def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiormq logs every reconnect attempt at length; our own lines say what matters.
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-
-
 def install_uvloop() -> None:
     try:
         import uvloop
@@ -80,7 +77,7 @@ def serve(
     """Entry point of `python -m <service>`: read settings, build the app, serve until SIGINT/SIGTERM."""
     try:
         settings = Settings.from_env()
-        setup_logging(settings)
+        observe(name, settings)
         app = factory(settings)
     except ConfigError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
@@ -92,6 +89,6 @@ def serve(
         host=settings.host,
         port=port,
         access_log=None,  # an access log line per request costs more than the request on this path
-        print=lambda _: print(f"{name} listening on http://{settings.host}:{port}", flush=True),
+        print=lambda _: log.info("%s listening on http://%s:%d", name, settings.host, port),
         shutdown_timeout=10,
     )

@@ -20,6 +20,8 @@ from tests.deploy.manifests import environment_of
 MANAGEMENT_PORT = 15672
 INFRASTRUCTURE = {"postgres", "rabbitmq"}
 MIGRATE = "migrate"
+# `--profile observability`: Prometheus, Grafana and Jaeger's UI, on the same loopback default.
+OBSERVABILITY_UIS = {"prometheus": {9090}, "grafana": {3000}, "jaeger": {16686}}
 
 
 def compose_schema() -> dict:
@@ -90,14 +92,16 @@ def test_every_service_of_the_code_has_a_compose_service(app_services: dict) -> 
 
 
 def test_only_the_gateway_and_the_management_ui_are_published(stack: dict) -> None:
+    """Besides the observability profile's own UIs; no process's METRICS_PORT is published."""
     gateway_port = next(s.port for s in codebase.services() if s.folder == "gateway")
     published = {name: published_container_ports(svc) for name, svc in stack["services"].items()}
     assert {n: p for n, p in published.items() if p} == {
         "gateway": {gateway_port},
         "rabbitmq": {MANAGEMENT_PORT},
+        **OBSERVABILITY_UIS,
     }
     # On this machine only, unless BIND_ADDRESS says otherwise in .env.
-    for name in ("gateway", "rabbitmq"):
+    for name in ("gateway", "rabbitmq", *OBSERVABILITY_UIS):
         assert all(str(p).startswith("127.0.0.1:") for p in stack["services"][name]["ports"])
     opened = manifests.compose({"BIND_ADDRESS": "0.0.0.0"})
     assert opened["services"]["gateway"]["ports"] == [f"0.0.0.0:{gateway_port}:{gateway_port}"]
@@ -133,7 +137,8 @@ def test_infrastructure_is_pinned_and_health_checked(stack: dict) -> None:
     assert re.fullmatch(r"postgres:\d+(\.\d+)?-alpine", postgres["image"])
     assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     assert re.fullmatch(r"rabbitmq:3\.\d+-management", rabbitmq["image"])
-    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    # Healthy only once the AMQP port accepts connections (`ping` answers before it listens).
+    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "check_port_connectivity"]
     for name, svc in (("postgres", postgres), ("rabbitmq", rabbitmq)):
         named = [v.split(":")[0] for v in svc["volumes"] if not v.startswith(".")]
         assert named and all(v in stack["volumes"] for v in named), f"{name}: data in a named volume"
