@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aio_pika
-import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -25,7 +24,7 @@ from .events import Contract
 from .observability import request_id
 from .observability.metrics import BROKER_PUBLISH
 from .observability.tracing import PUBLISHED_AT
-from .outages import BROKER_UNREACHABLE, broker_is_up
+from .outages import BROKER_CHANNEL_LOST, BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
 from .retry import Backoff, retry
 
@@ -233,13 +232,7 @@ class Publisher:
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
-        except (
-            asyncio.TimeoutError,
-            aiormq.exceptions.AMQPError,
-            aio_pika.exceptions.ChannelInvalidStateError,
-            RuntimeError,
-            ConnectionError,
-        ) as exc:
+        except BROKER_CHANNEL_LOST as exc:
             log.warning("publish of %s %s failed: %r", routing_key, message_id, exc)
             try:
                 await asyncio.wait_for(self._reopen_if_lost(), self._timeout)

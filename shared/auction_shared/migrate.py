@@ -12,6 +12,7 @@ import asyncpg
 
 from .config import Settings
 from .db import describe
+from .outages import DATABASE_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ async def main() -> int:
         if await create_database(settings.database_url):
             print(f"created database {where}")
         applied = await migrate(settings.database_url)
-    except (OSError, asyncpg.PostgresError) as exc:
+    except DATABASE_REFUSED as exc:
         print(
             f"cannot reach PostgreSQL at {where}: {exc}\n"
             "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",

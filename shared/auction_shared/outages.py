@@ -42,6 +42,9 @@ BROKER_DOWN: tuple[type[BaseException], ...] = (
 )
 # Connecting (or declaring right after connecting) failed: wait for RabbitMQ and try again.
 BROKER_UNREACHABLE: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.exceptions.AMQPError)
+# A publish, an ack or a declare on an open channel failed: the channel or its connection is gone
+# (aio-pika raises RuntimeError for a channel closed under it) or the confirm never came.
+BROKER_CHANNEL_LOST: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.exceptions.AMQPError, RuntimeError)
 # Another service of ours (behind the gateway) did not answer.
 UPSTREAM_DOWN: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientConnectionError)
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from auction_shared.config import Settings
 from auction_shared.observability import request_id
+from auction_shared.outages import UPSTREAM_DOWN
 from auction_shared.problems import DependencyDown
 from auction_shared.web import SETTINGS, identity
 
@@ -74,7 +75,7 @@ def forward(upstream: Upstream, *, public: bool = False) -> Callable[[web.Reques
                 payload = await resp.read()
                 out = {h: resp.headers[h] for h in FORWARD_RESPONSE if h in resp.headers}
                 return web.Response(body=payload, status=resp.status, headers=out)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except UPSTREAM_DOWN as exc:
             log.warning("%s service unreachable for %s %s: %r", upstream, request.method, request.path, exc)
             raise DependencyDown(f"the {upstream} service") from None
 
@@ -90,7 +91,7 @@ async def fetch(app: web.Application, upstream: Upstream, path_qs: str, token: s
     try:
         async with app[SESSION].get(url, headers=headers, allow_redirects=False) as resp:
             return resp.status, await resp.read()
-    except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+    except UPSTREAM_DOWN as exc:
         log.warning("%s service unreachable for GET %s: %r", upstream, path_qs, exc)
         raise DependencyDown(f"the {upstream} service") from None
 
