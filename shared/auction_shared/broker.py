@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 DELIVERY_LIMIT = 20
 
 
+class _Named:
+    """A name under the topology's prefix: `<prefix>.<suffix>`."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, topology: Topology, owner: type[Topology]) -> str:
+        return f"{topology.prefix}.{self.suffix}"
+
+
 @dataclass(frozen=True)
 class Topology:
     """Names of every exchange and queue, derived from one prefix so test runs never collide."""
@@ -43,30 +53,16 @@ class Topology:
     prefix: str
     bid_shards: int
 
+    events_exchange = _Named("events")
+    bids_exchange = _Named("bids")
+    dead_letter_exchange = _Named("dlx")
+    dead_letter_queue = _Named("dead")
+    # Bid-workers announce themselves here, to share the shards out between them.
+    workers_exchange = _Named("workers")
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
         return cls(prefix=settings.amqp_prefix, bid_shards=settings.bid_shards)
-
-    @property
-    def events_exchange(self) -> str:
-        return f"{self.prefix}.events"
-
-    @property
-    def bids_exchange(self) -> str:
-        return f"{self.prefix}.bids"
-
-    @property
-    def dead_letter_exchange(self) -> str:
-        return f"{self.prefix}.dlx"
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.prefix}.dead"
-
-    @property
-    def workers_exchange(self) -> str:
-        """Bid-workers announce themselves here, to share the shards out between them."""
-        return f"{self.prefix}.workers"
 
     def shard_queue(self, shard: int) -> str:
         return f"{self.prefix}.bids.shard.{shard:02d}"
