@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -44,6 +45,17 @@ async def bids_client(aiohttp_client, settings: Settings) -> TestClient:
     from bids.app import create_app
 
     return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def fresh_login_attempts(settings: Settings) -> None:
+    """Forget the login attempts earlier tests counted (every auth app of the run shares them in the
+    database): for tests of a small limit, whose own attempts must be the only ones."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("DELETE FROM login_attempts")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
+from auction_shared.client_address import client_address
 from auction_shared.config import Settings
 from auction_shared.observability import request_id
 from auction_shared.outages import UPSTREAM_DOWN
@@ -65,7 +66,7 @@ def forward(upstream: Upstream, *, public: bool = False) -> Callable[[web.Reques
             identity(request)  # 401 here, before the request costs a hop
         body = await request.read() if request.body_exists else None
         headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
-        headers["X-Forwarded-For"] = request.remote or ""
+        headers["X-Forwarded-For"] = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
         headers[request_id.HEADER] = request_id.current() or request_id.new()
         url = request.app[BASE_URLS][upstream] + request.rel_url.raw_path_qs
         try:
