@@ -45,6 +45,9 @@ BROKER_UNREACHABLE: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.excepti
 # A publish, an ack or a declare on an open channel failed: the channel or its connection is gone
 # (aio-pika raises RuntimeError for a channel closed under it) or the confirm never came.
 BROKER_CHANNEL_LOST: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.exceptions.AMQPError, RuntimeError)
+# RabbitMQ's management API could not be reached, or refused a request (`broker_users.ManagementApi`
+# raises RuntimeError with the answer).
+BROKER_ADMIN_FAILED: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientError, RuntimeError)
 # Another service of ours (behind the gateway) did not answer.
 UPSTREAM_DOWN: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientConnectionError)
 
