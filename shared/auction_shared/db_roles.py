@@ -23,8 +23,10 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     "users": {"auth": "SELECT, INSERT", "offers": "SELECT (id)", "bids": "SELECT (id)"},
     "login_attempts": {"auth": "SELECT, INSERT, UPDATE, DELETE"},
     "offers": {"offers": "SELECT, INSERT, UPDATE", "bids": "SELECT", "bid-worker": "SELECT, UPDATE"},
-    "bids": {"offers": "SELECT, UPDATE", "bids": "SELECT", "bid-worker": "SELECT, INSERT, UPDATE"},
-    "bid_requests": {"bids": "SELECT, INSERT, DELETE"},
+    # bids inserts each queued bid's pending row; an Idempotency-Key past its retention is taken over
+    # (INSERT ... ON CONFLICT DO UPDATE) or deleted.
+    "bids": {"offers": "SELECT, UPDATE", "bids": "SELECT, INSERT", "bid-worker": "SELECT, INSERT, UPDATE"},
+    "bid_requests": {"bids": "SELECT, INSERT, UPDATE, DELETE"},
     "outbox": {"offers": "SELECT, INSERT, UPDATE, DELETE"},
 }
 

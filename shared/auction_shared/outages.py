@@ -48,8 +48,9 @@ BROKER_CHANNEL_LOST: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.except
 # RabbitMQ's management API could not be reached, or refused a request (`broker_users.ManagementApi`
 # raises RuntimeError with the answer).
 BROKER_ADMIN_FAILED: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientError, RuntimeError)
-# Another service of ours (behind the gateway) did not answer.
-UPSTREAM_DOWN: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientConnectionError)
+# Another service of ours (behind the gateway) did not answer: the gateway's upstream client raises
+# `UpstreamError`, a ConnectionError, or its bound ran out.
+UPSTREAM_DOWN: tuple[type[BaseException], ...] = _NETWORK
 
 
 def broker_is_up(connection: AbstractRobustConnection) -> bool:

@@ -11,6 +11,7 @@ from auction_shared.config import ConfigError, Settings
 from auction_shared.observability import observe
 from auction_shared.web import install_uvloop
 
+from .dead_letter_queue import watch_depth
 from .health import start_health
 from .settings import WorkerSettings
 from .worker import BidWorker
@@ -30,8 +31,14 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
     health = await start_health(worker, port) if port is not None else None
+    assert worker._connection is not None  # started above
+    depth = asyncio.create_task(
+        watch_depth(worker._connection, worker.topology, settings.dependency_timeout),
+        name="dead-letter-depth",
+    )
     log.info("bid-worker %s consuming %d shards", worker.worker.worker_id, settings.bid_shards)
     await stop.wait()
+    depth.cancel()
     if health is not None:
         await health.cleanup()
     await worker.stop()
