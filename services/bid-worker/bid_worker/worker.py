@@ -17,6 +17,7 @@ from auction_shared.db import create_pool
 from auction_shared.events import BidPlaced, CloseOffer, MalformedEvent, decode
 from auction_shared.outages import broker_is_up, database_is_up
 from auction_shared.outbox import OutboxRelay
+from auction_shared.retry import Backoff
 
 from . import observed
 from .applying import Applier, ShardMessage
@@ -181,6 +182,7 @@ class BidWorker:
     async def _supervise(self, shard: Shard) -> None:
         """Run the shard's loop; if it dies, give its messages back in order and run it again."""
         failures = 0
+        backoff = Backoff(0.5, 2.0)
         while True:
             try:
                 await self._run_shard(shard)
@@ -194,7 +196,7 @@ class BidWorker:
                     log.critical("shard %d loop keeps failing: the worker gives up", shard.index)
                     self.failed.set()
                     return
-                await asyncio.sleep(0.5 * failures)
+                await backoff.wait()
                 try:
                     assert self._connection is not None
                     await shard.release(self._connection, self.worker.prefetch)
