@@ -1,4 +1,9 @@
-"""RabbitMQ: the robust connection as a cleanup context, the topology, and the one event publisher."""
+"""RabbitMQ: the robust connection as a cleanup context, the topology, and the one event publisher.
+
+Over the usual module size on purpose: the names of every exchange and queue, their declaration and
+the publisher that sends under them stay in one file, so a name is declared and used in one place;
+the confirm bookkeeping is apart, in confirms.py.
+"""
 
 from __future__ import annotations
 

@@ -62,9 +62,9 @@ def about(frame: Frame) -> dict[str, Any] | None:
     """The offer a frame is about, or None for frames about no offer."""
     data = frame.get("data")
     if frame["event"] in ("offerSold", "bidUpdated"):
-        return data["offer"]  # type: ignore[no-any-return, index]
+        return data["offer"]  # type: ignore[no-any-return, index]  # frames are untyped JSON
     if frame["event"] in ("offerUpdated", "offerEnded", "offerCreated"):
-        return data  # type: ignore[return-value]
+        return data  # type: ignore[return-value]  # frames are untyped JSON
     return None
 
 

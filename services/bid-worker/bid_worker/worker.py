@@ -1,4 +1,9 @@
-"""BidWorker: the bid-worker's parts put together, and the ordered batch loop of each shard."""
+"""BidWorker: the bid-worker's parts put together, and the ordered batch loop of each shard.
+
+A little over the usual module size: starting and stopping every part in the right order, the
+health the probe asks for and the supervised shard loops are this class's one job; the parts
+themselves live in shards.py, applying.py, announcing.py, dead_letters.py, closer.py and roster.py.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""`GET /v1/stream`: the WebSocket protocol of docs/API.md, one Watcher per socket, fed by the hub."""
+"""`GET /v1/stream`: the WebSocket protocol of docs/API.md, one Watcher per socket, fed by the hub.
+
+A little over the usual module size: every client message and the answer it gets are kept in one
+place, next to each other; the socket's writing is in watcher.py and the fan-out in hub.py.
+"""
 
 from __future__ import annotations
 

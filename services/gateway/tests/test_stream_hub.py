@@ -96,12 +96,12 @@ def test_private_frames_reach_every_socket_of_their_user_and_nobody_else() -> No
     alice, bob = uuid.uuid4(), uuid.uuid4()
     a1, a2, b1 = StandIn(user_id=alice), StandIn(user_id=alice), StandIn(user_id=bob)
     for w in (a1, a2, b1):
-        hub.join(w)  # type: ignore[arg-type]
+        hub.join(w)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert changes == [alice, bob]  # the first socket of each user, not the second
     assert hub.to_user(alice, b"mine") == 2 and a1.got == a2.got == [b"mine"] and b1.got == []
-    hub.leave(a1)  # type: ignore[arg-type]
+    hub.leave(a1)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert changes == [alice, bob] and hub.sockets_of(alice) == 1
-    hub.leave(a2)  # type: ignore[arg-type]
+    hub.leave(a2)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert changes == [alice, bob, alice] and hub.sockets_of(alice) == 0
     assert hub.to_user(alice, b"gone") == 0
 
@@ -110,8 +110,8 @@ def test_a_socket_never_gets_an_older_version_after_a_newer_one_nor_the_same_eve
     hub = Hub()
     seller = uuid.uuid4()
     w = StandIn(user_id=seller)
-    hub.join(w)  # type: ignore[arg-type]
-    hub.follow(w, "o")  # type: ignore[arg-type]
+    hub.join(w)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
+    hub.follow(w, "o")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert hub.to_followers("o", b"v2", About("o", 2, "offerUpdated")) == 1
     assert hub.to_followers("o", b"v1", About("o", 1, "offerUpdated")) == 0
     assert hub.to_followers("o", b"sold3", About("o", 3, "offerSold")) == 1
