@@ -34,6 +34,13 @@ DATABASE_REFUSED: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
+# Not an outage: the statement's own values are at fault, and PostgreSQL will refuse them on every
+# try (SQLSTATE class 22, a data exception such as a numeric overflow; class 23, a check, foreign key
+# or not-null constraint). A loop that retries DATABASE_REFUSED sets these apart instead.
+DATABASE_REFUSES_THE_VALUES: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 # RabbitMQ's connection or the channel a request used is gone.
 BROKER_DOWN: tuple[type[BaseException], ...] = (
     *_NETWORK,
