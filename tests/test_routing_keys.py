@@ -69,7 +69,7 @@ def publish_callers() -> set[tuple[str, str]]:
 
 
 def test_only_the_publisher_and_the_outbox_relay_publish_events() -> None:
-    """Anything else would choose a routing key itself instead of taking a contract's."""
+    """Anything else on the events exchange would choose a routing key itself instead of a contract's."""
     assert publish_callers() <= PUBLISH_CALLERS
 
 

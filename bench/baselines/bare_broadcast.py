@@ -21,7 +21,7 @@ AUTHENTICATED = orjson.dumps({"event": "authenticated", "data": {}})
 
 
 async def stream(request: web.Request) -> web.WebSocketResponse:
-    # No per-message deflate, as the gateway decides (LIMITS.md: it halves fan-out).
+    # No per-message deflate, as the gateway decides (docs/LIMITS.md: it halves fan-out).
     ws = web.WebSocketResponse(compress=False)
     await ws.prepare(request)
     clients = request.app[CLIENTS]

@@ -1,4 +1,4 @@
-"""Private events and event order across two gateway processes (API.md, "Auction rules → Events").
+"""Private events and event order across two gateway processes (docs/API.md, "Auction rules → Events").
 
 The events are published here, straight to the run's events exchange, as any publisher could: late,
 duplicated, copied, misrouted. So these tests prove what the gateways do with whatever order the

@@ -60,7 +60,7 @@ async def test_the_plural_alias_takes_bids_too(world):
 
 
 async def test_a_low_price_is_queued_not_judged_at_intake(world):
-    # API.md: the price is judged by the worker, in order, not here.
+    # docs/API.md: the price is judged by the worker, in order, not here.
     owner, bidder = await account(world.auth, "owner"), await account(world.auth, "bidder")
     offer = await new_offer(world, owner, bid_price=500)
     resp = await place(world, bidder, offer["id"], 1)

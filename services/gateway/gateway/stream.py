@@ -40,7 +40,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat_seconds or None,
         max_msg_size=MAX_MESSAGE_BYTES,
-        # Per-message deflate halves fan-out throughput (LIMITS.md): every frame would be compressed
+        # Per-message deflate halves fan-out throughput (docs/LIMITS.md): every frame would be compressed
         # once per socket, which undoes serialising each event once. Offer events are a few hundred
         # bytes, so compression saves little on the wire; browsers that offer it are told no.
         # hub.Watcher.send relies on it: its fast path writes uncompressed frames to the transport.

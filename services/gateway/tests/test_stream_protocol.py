@@ -1,4 +1,4 @@
-"""`GET /v1/stream` protocol rules (API.md), each with its error or close code.
+"""`GET /v1/stream` protocol rules (docs/API.md), each with its error or close code.
 
 The gateway runs in the test's process, routed to a real offers app; both use the real PostgreSQL and
 RabbitMQ, so `offerCreated` here travels the outbox, the broker and this gateway's own queue.
