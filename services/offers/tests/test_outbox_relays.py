@@ -10,6 +10,7 @@ import aio_pika
 import asyncpg
 import pytest
 
+from auction_shared import outbox
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.outbox import RELAY
@@ -182,3 +183,33 @@ async def test_when_the_active_relays_database_session_dies_another_session_take
         await wait_until(drained, 30, "the outbox drained after the kill")
     finally:
         await db.close()
+
+
+async def test_an_event_written_through_the_standby_replica_is_published_by_the_active_one_at_once(
+    aiohttp_client, own: Settings, make_user, monkeypatch
+):
+    # No polling at all: only the notification sent with the row can wake the active relay.
+    monkeypatch.setattr(outbox, "POLL_SECONDS", 3600.0)
+    topology = Topology.from_settings(own)
+    replicas = [await aiohttp_client(create_app(own)) for _ in range(2)]
+    await wait_until(lambda: any(r.app[RELAY].active for r in replicas), 30, "one relay to be active")
+    standby = next(r for r in replicas if not r.app[RELAY].active)
+    created: list[str] = []
+    connection = await aio_pika.connect(own.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(topology.events_exchange, "topic", durable=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, routing_key="offer.created")
+
+        async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            created.append(json.loads(message.body)["data"]["id"])
+
+        await queue.consume(take, no_ack=True)
+        seller = await make_user("seller")
+        resp = await standby.post("/v1/offer", json={"title": "lot", "bid_price": 3}, headers=seller.headers)
+        assert resp.status == 201
+        offer_id = (await resp.json())["id"]
+        await wait_until(lambda: offer_id in created, 30, "the standby's offer.created")
+    finally:
+        await connection.close()
