@@ -8,7 +8,7 @@ IMAGE_TARGETS := migrate auth offers bids gateway bid-worker
 IMAGE_TAG ?= 0.1.0
 REGISTRY ?=
 
-.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check dead-letters replay-dead-letters
+.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check env dead-letters replay-dead-letters
 
 all: check test
 
@@ -33,6 +33,9 @@ venv: $(VENV)/.dev
 run: $(VENV)/.runtime ## start every service against local PostgreSQL and RabbitMQ
 	-@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_consistent_hash_exchange >/dev/null 2>&1
 	$(PY) deploy/run_local.py
+
+env: ## write .env for docker compose with new random secrets (never overwrites one)
+	$(PYTHON) deploy/make_env.py
 
 migrate: $(VENV)/.runtime ## create the database if missing and apply migrations
 	$(PY) -m auction_shared.migrate

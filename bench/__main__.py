@@ -26,7 +26,7 @@ import psutil
 
 from tests.support.processes import ROOT
 
-from . import drain, fanout, intake, report, soak
+from . import drain, fanout, fixed_rate, intake, report, soak
 from .api import Account, PublicApi
 from .memory import MemoryWatch
 from .plan import Plan
@@ -116,20 +116,35 @@ async def run_sections(
     if "intake" in plan.sections:
         print("1. bid intake (hey)", flush=True)
         _, app_port = stack.start_bare("bare-intake", "bench.baselines.bare_intake")
-        proxy, proxy_port = stack.start_bare(
+        _, proxy_port = stack.start_bare(
             "bare-proxy", "bench.baselines.bare_proxy", BARE_UPSTREAM=f"http://127.0.0.1:{app_port}"
         )
-        results.intake = await intake.measure(
-            stack,
-            api,
-            seller,
-            bidder,
-            plan.intake_requests,
-            plan.intake_concurrency,
-            f"http://127.0.0.1:{proxy_port}/v1/bid",
-            work_dir,
-            profiler,
-        )
+        pipeline = stack.start_bare_pipeline()
+        one_hop_url = f"http://127.0.0.1:{proxy_port}/v1/bid"
+        try:
+            results.intake = await intake.measure(
+                stack,
+                api,
+                seller,
+                bidder,
+                plan.intake_requests,
+                plan.intake_concurrency,
+                one_hop_url,
+                pipeline,
+                work_dir,
+                profiler,
+            )
+            print(f"1b. CPU per bid at {plan.fixed_rate_rps:g} requests/s", flush=True)
+            urls = {
+                fixed_rate.STACK: stack.gateway_url + "/v1/bid",
+                fixed_rate.ONE_HOP: one_hop_url,
+                fixed_rate.PIPELINE: pipeline,
+            }
+            results.fixed_rate = await fixed_rate.measure(
+                stack, api, seller, bidder, plan.fixed_rate_rps, plan.fixed_rate_seconds, urls, work_dir
+            )
+        finally:
+            stack.stop_bare_pipeline()
     if "drain" in plan.sections:
         print("2. worker drain", flush=True)
         assert stack.pool is not None

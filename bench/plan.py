@@ -25,6 +25,9 @@ class Plan:
     soak_seconds: float
     soak_sample_seconds: float
     sections: tuple[str, ...] = SECTIONS
+    # 1b. requests per second and seconds of the fixed-rate CPU measurement (below saturation).
+    fixed_rate_rps: float = 200.0
+    fixed_rate_seconds: float = 30.0
 
     @classmethod
     def full(cls) -> Plan:
@@ -54,6 +57,8 @@ class Plan:
             fanout_burst_offers=2,
             soak_seconds=3,
             soak_sample_seconds=0.5,
+            fixed_rate_rps=20.0,
+            fixed_rate_seconds=2.0,
         )
 
     @classmethod

@@ -11,8 +11,9 @@ import aio_pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from auction_shared.broker import Topology, delete_topology
+from auction_shared.broker import Topology
 from auction_shared.config import Settings
+from tests.support.cleanup import delete_topology
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

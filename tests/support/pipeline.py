@@ -61,18 +61,19 @@ class BidTap:
 
 
 async def wait_applied(database_url: str, bid_ids: Iterable[str], timeout: float = 120.0) -> None:
-    """Wait until every bid id has a row in `bids` (the worker commits a bid with its effects)."""
+    """Wait until every bid id has a final row in `bids` (the worker commits a bid with its effects;
+    intake's pending row is not one)."""
     ids = [uuid.UUID(b) for b in bid_ids]
     conn = await asyncpg.connect(database_url)
     try:
 
         async def all_there() -> bool:
-            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids) == len(
-                ids
-            )
+            return await count() == len(ids)
 
         async def count() -> int:
-            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids)
+            return await conn.fetchval(
+                "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[]) AND status <> 'pending'", ids
+            )
 
         try:
             await wait_until(all_there, timeout, "the bids to be applied")
