@@ -14,6 +14,7 @@ import asyncpg
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import BidPlaced, decode
+from bid_worker import sharing
 from tests.support.model import ModelBid
 from tests.support.waiting import wait_until
 
@@ -149,3 +150,24 @@ async def shards_of(settings: Settings, offer_ids: Iterable[str]) -> dict[str, i
     finally:
         await connection.close()
     return found
+
+
+def names_owning(shard_of_offer: dict[str, int], shards: int, first: str, second: str) -> tuple[str, str]:
+    """Two worker names (`first`N, `second`N) such that, by the sharing function, each owns a shard
+    holding some of these offers: a test that kills one of them then kills a worker with work."""
+    used = set(shard_of_offer.values())
+    for n in range(1000):
+        names = (f"{first}{n}", f"{second}{n}")
+        if {sharing.owner(s, list(names)) for s in used} == set(names):
+            return names
+    raise AssertionError("no pair of names splits these offers' shards")
+
+
+async def applied_count(conn: asyncpg.Connection, worker: str, offers: list[str], after_seq: int = 0) -> int:
+    """Bids of `offers` that `worker` applied (after the bid numbered `after_seq`, if given)."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM bids WHERE processed_by = $1 AND offer_id = ANY($2::uuid[]) AND seq > $3",
+        worker,
+        [uuid.UUID(o) for o in offers],
+        after_seq,
+    )
