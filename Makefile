@@ -14,6 +14,10 @@ all: check test
 
 # Two stamps: `make run` needs only the services' packages, the tests and benchmarks need more.
 $(VENV)/.runtime: requirements.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  || { echo "needs Python 3.11 or newer as $(PYTHON) (or set PYTHON=...): apt-get install -y python3"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
+	  || { echo "$(PYTHON) cannot make a venv: apt-get install -y python3-venv"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -53,6 +57,7 @@ unit: venv ## the tests that need no PostgreSQL, RabbitMQ or running stack
 	$(PY) -m pytest -q -m unit
 
 test: venv ## the whole suite against this machine's real PostgreSQL and RabbitMQ
+	.ci/test-tools
 	$(PY) -m pytest
 
 bench: venv ## measure the stack against bare baselines (minutes): BENCHMARKS.md + bench/latency-percentiles.png

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -21,7 +22,12 @@ from pamqp.common import FieldValue
 
 from .config import Settings
 from .events import Contract
+from .observability import request_id
+from .observability.metrics import BROKER_PUBLISH
+from .observability.tracing import PUBLISHED_AT
+from .outages import BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
+from .retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 
@@ -114,27 +120,14 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     return shards
 
 
-async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
-    """Remove every exchange and queue of a prefix (test clean-up)."""
-    for name in [*topology.shard_queues, topology.dead_letter_queue]:
-        await channel.queue_delete(name)
-    for name in [
-        topology.bids_exchange,
-        topology.dead_letter_exchange,
-        topology.events_exchange,
-        topology.workers_exchange,
-    ]:
-        await channel.exchange_delete(name)
-
-
 # How often a lost connection is retried once it was up.
 RECONNECT_SECONDS = 1.0
 
 
 async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustConnection:
     """Open a robust connection (it reconnects and re-declares by itself once it is up)."""
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
+
+    async def attempt() -> AbstractRobustConnection:
         # What aio_pika.connect_robust does, but holding the connection so a failed or cancelled first
         # connect can be closed: otherwise aio-pika's reconnect task outlives it (a service stopped
         # while it waits for RabbitMQ leaks a connection that keeps trying in the background).
@@ -142,19 +135,19 @@ async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustCo
         url = aio_pika.connection.make_url(settings.amqp_url, reconnect_interval=RECONNECT_SECONDS)
         connection = aio_pika.RobustConnection(url, reconnect_interval=RECONNECT_SECONDS)
         try:
-            try:
-                await connection.connect(timeout=settings.dependency_timeout)
-            except BaseException:
-                await connection.close()
-                raise
-            return connection
-        except (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError) as exc:
-            if attempt == attempts:
-                raise
-            log.warning("waiting for RabbitMQ (%s)", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+            await connection.connect(timeout=settings.dependency_timeout)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    return await retry(
+        attempt,
+        on=BROKER_UNREACHABLE,
+        backoff=Backoff(0.2, 2.0),
+        attempts=attempts,
+        waiting=lambda exc, _: log.warning("waiting for RabbitMQ (%s)", exc),
+    )
 
 
 class Publisher:
@@ -216,12 +209,18 @@ class Publisher:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
         if self._exchange is None:
             raise DependencyDown("RabbitMQ")
+        # When it entered the broker (a shard's lag), and the request that caused it (the consumer
+        # logs under it); the trace context is added by the aio-pika instrumentation (`traceparent`).
+        headers = {**(headers or {}), PUBLISHED_AT: time.time()}
+        if (rid := request_id.current()) is not None:
+            headers[request_id.MESSAGE_HEADER] = rid
+        started = time.perf_counter()
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
-            headers=dict(headers) if headers is not None else None,
+            headers=headers,
         )
         try:
             # The outer bound also covers what aio-pika's own timeout does not: waiting for a robust
@@ -230,6 +229,7 @@ class Publisher:
                 await self._exchange.publish(
                     message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
                 )
+            BROKER_PUBLISH.labels(routing_key).observe(time.perf_counter() - started)
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
@@ -273,7 +273,3 @@ def broker(
         await connection.close()
 
     return ctx
-
-
-def broker_is_up(connection: AbstractRobustConnection) -> bool:
-    return not connection.is_closed and connection.connected.is_set()

@@ -13,7 +13,11 @@ from .broker import PUBLISHER, Publisher
 from .db import DB_POOL
 from .events import Contract
 from .jsonio import dumps, loads
+from .observability.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
+from .observability.tracing import carried, continuing
+from .outages import DATABASE_REFUSED
 from .problems import DependencyDown
+from .retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,8 @@ BATCH = 200
 POLL_SECONDS = 1.0
 # A relay that waits on an exhausted or unreachable pool gives up and retries rather than hang.
 ACQUIRE_TIMEOUT = 10.0
+# The relay waits and tries again while the broker refuses (DependencyDown) or the database does.
+_WAITS_ON: tuple[type[BaseException], ...] = (DependencyDown, *DATABASE_REFUSED)
 
 
 async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) -> None:
@@ -31,7 +37,8 @@ async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) ->
         exchange,
         event.routing_key,
         event.encode(),
-        dumps(event.headers()).decode(),
+        # With the request's id and trace context: the relay publishes it later, from no request.
+        dumps({**event.headers(), **carried()}).decode(),
     )
 
 
@@ -60,46 +67,53 @@ class OutboxRelay:
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # SKIP LOCKED: replicas of a service share the table without sending a row twice.
             rows = await conn.fetch(
-                "SELECT id, routing_key, body, headers::text AS headers FROM outbox WHERE exchange = $1"
+                "SELECT id, routing_key, body, headers::text AS headers,"
+                " now() - created_at AS age FROM outbox WHERE exchange = $1"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
                 self.exchange,
                 BATCH,
             )
             if not rows:
                 return 0
+            OUTBOX_LAG.set(rows[0]["age"].total_seconds())
             for row in rows:
                 # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
                 body = bytes(row["body"])
+                headers = loads(row["headers"]) if row["headers"] else None
                 # Not mandatory: an event nobody subscribes to yet is not an error.
-                await self._publisher.publish(
-                    row["routing_key"],
-                    body,
-                    message_id=str(loads(body)["id"]),
-                    headers=loads(row["headers"]) if row["headers"] else None,
-                    mandatory=False,
-                )
+                with continuing(headers):
+                    await self._publisher.publish(
+                        row["routing_key"],
+                        body,
+                        message_id=str(loads(body)["id"]),
+                        headers=headers,
+                        mandatory=False,
+                    )
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-            return len(rows)
+        OUTBOX_PUBLISHED.inc(len(rows))
+        return len(rows)
+
+    async def measure_backlog(self) -> None:
+        """The rows still waiting (this relay's exchange), for the backlog gauge; once per pass."""
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            waiting = await conn.fetchval("SELECT count(*) FROM outbox WHERE exchange = $1", self.exchange)
+        OUTBOX_BACKLOG.set(waiting)
+        if not waiting:
+            OUTBOX_LAG.set(0)
 
     async def run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             try:
                 while await self.relay_once() == BATCH:
                     pass
-                backoff = 0.2
+                await self.measure_backlog()
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
-            except (
-                DependencyDown,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncio.TimeoutError,
-            ) as exc:
-                log.warning("outbox relay waits %.1fs: %r", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except _WAITS_ON as exc:
+                log.warning("outbox relay waits %.1fs: %r", backoff.delay, exc)
+                await backoff.wait()
                 continue
             except Exception:
                 log.exception("outbox relay failed; retrying")

@@ -32,6 +32,8 @@ SERVICE_ACCOUNT = {
     "gateway": "gateway",
     "bid-worker": "bid-worker",
 }
+# `--profile observability`: Prometheus, Grafana and Jaeger's UI, on the same loopback default.
+OBSERVABILITY_UIS = {"prometheus": {9090}, "grafana": {3000}, "jaeger": {16686}}
 
 
 def compose_schema() -> dict:
@@ -102,14 +104,16 @@ def test_every_service_of_the_code_has_a_compose_service(app_services: dict) -> 
 
 
 def test_only_the_gateway_and_the_management_ui_are_published(stack: dict) -> None:
+    """Besides the observability profile's own UIs; no process's METRICS_PORT is published."""
     gateway_port = next(s.port for s in codebase.services() if s.folder == "gateway")
     published = {name: published_container_ports(svc) for name, svc in stack["services"].items()}
     assert {n: p for n, p in published.items() if p} == {
         "gateway": {gateway_port},
         "rabbitmq": {MANAGEMENT_PORT},
+        **OBSERVABILITY_UIS,
     }
     # On this machine only, unless .env says otherwise.
-    for name in ("gateway", "rabbitmq"):
+    for name in ("gateway", "rabbitmq", *OBSERVABILITY_UIS):
         assert all(str(p).startswith("127.0.0.1:") for p in stack["services"][name]["ports"])
     # Opening the API does not open the management UI: that is asked for on its own.
     opened = manifests.compose({**manifests.made_env(), "BIND_ADDRESS": "0.0.0.0"})
@@ -150,7 +154,8 @@ def test_infrastructure_is_pinned_and_health_checked(stack: dict) -> None:
     assert re.fullmatch(r"postgres:\d+(\.\d+)?-alpine", postgres["image"])
     assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     assert re.fullmatch(r"rabbitmq:3\.\d+-management", rabbitmq["image"])
-    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    # Healthy only once the AMQP port accepts connections (`ping` answers before it listens).
+    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "check_port_connectivity"]
     for name, svc in (("postgres", postgres), ("rabbitmq", rabbitmq)):
         named = [v.split(":")[0] for v in svc["volumes"] if not v.startswith(".")]
         assert named and all(v in stack["volumes"] for v in named), f"{name}: data in a named volume"

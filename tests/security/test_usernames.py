@@ -14,7 +14,8 @@ import jwt
 import pytest
 
 from auction_shared.config import Settings
-from auction_shared.migrate import MigrationFailed, create_database, drop_database, migrate, migration_files
+from auction_shared.migrate import MigrationFailed, create_database, migrate, migration_files
+from tests.support.cleanup import drop_database
 from tests.support.inprocess import running_world
 
 

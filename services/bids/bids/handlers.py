@@ -7,19 +7,21 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from auction_shared.broker import CONNECTION, PUBLISHER, broker_is_up
-from auction_shared.db import DB_POOL, check_database
+from auction_shared.broker import PUBLISHER
+from auction_shared.db import DB_POOL
 from auction_shared.events import BidPlaced
+from auction_shared.health import broker_connected, database_answers, health_handler
 from auction_shared.jsonio import json_response
+from auction_shared.observability.metrics import BIDS_RECEIVED, BIDS_REJECTED
 from auction_shared.problems import Problem
 from auction_shared.shapes import bid_shape
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
-from auction_shared.web import SETTINGS, health_handler, identity, page_params
+from auction_shared.web import identity, page_params
 
 from . import store
 from .offer_cache import OfferCache
 
-OFFERS = web.AppKey("offer_cache", OfferCache)
+OFFER_CACHE = web.AppKey("offer_cache", OfferCache)
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -55,26 +57,36 @@ def pending_view(bid: BidPlaced) -> dict[str, object]:
     }
 
 
+def _refused(reason: str, status: int, detail: str) -> Problem:
+    """A bid turned away at intake, counted by reason."""
+    BIDS_REJECTED.labels("intake", reason).inc()
+    return Problem(status, detail)
+
+
 async def place_bid(request: web.Request) -> web.Response:
     who = identity(request)
-    body = await parse_body(request, NewBid)
-    key = _idempotency_key(request)
-    offer_id = parse_uuid(body.offer_id, "offer")
+    try:
+        body = await parse_body(request, NewBid)
+        key = _idempotency_key(request)
+        offer_id = parse_uuid(body.offer_id, "offer")
+    except Problem:
+        BIDS_REJECTED.labels("intake", "invalid").inc()
+        raise
     pool = request.app[DB_POOL]
     if key is not None:
         earlier = await store.find_request(pool, who.user_id, key)
         if earlier is not None:
             return json_response(earlier, status=202, headers={"Idempotent-Replayed": "true"})
-    offer = await request.app[OFFERS].get(offer_id)
+    offer = await request.app[OFFER_CACHE].get(offer_id)
     if offer is None:
-        raise Problem(404, f"no offer with id {offer_id}")
+        raise _refused("no_offer", 404, f"no offer with id {offer_id}")
     if offer.created_by_id == who.user_id:
-        raise Problem(403, "you cannot bid on your own offer")
+        raise _refused("own_offer", 403, "you cannot bid on your own offer")
     now = datetime.now(timezone.utc)
     if offer.sold:
-        raise Problem(409, "the offer is sold")
+        raise _refused("sold", 409, "the offer is sold")
     if offer.ends_at is not None and offer.ends_at <= now:
-        raise Problem(409, "the offer is closed")
+        raise _refused("closed", 409, "the offer is closed")
     bid = BidPlaced(
         bid_id=uuid.uuid4(),
         offer_id=offer_id,
@@ -94,6 +106,7 @@ async def place_bid(request: web.Request) -> web.Response:
         if key is not None:
             await store.release_request(pool, who.user_id, key)
         raise
+    BIDS_RECEIVED.inc()
     return json_response(view, status=202, headers={"Location": f"/v1/bid/{bid.bid_id}"})
 
 
@@ -117,12 +130,4 @@ async def list_bids(request: web.Request) -> web.Response:
     return json_response([bid_shape(r, who.user_id) for r in rows], headers={"X-Total-Count": str(total)})
 
 
-async def _database_up(app: web.Application) -> bool:
-    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
-
-
-async def _broker_up(app: web.Application) -> bool:
-    return broker_is_up(app[CONNECTION])
-
-
-health = health_handler({"postgres": _database_up, "rabbitmq": _broker_up})
+health = health_handler({"postgres": database_answers, "rabbitmq": broker_connected})

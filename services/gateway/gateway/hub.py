@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from auction_shared.observability.metrics import WS_FRAMES, WS_SLOW_CLOSED, WS_SOCKETS
+
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = WSCloseCode.POLICY_VIOLATION  # 1008: the peer reads slower than events arrive
@@ -107,6 +109,7 @@ class Watcher:
         self._expiry = loop.call_later(max(0.0, expires_at - time.time()), on_expiry)
 
     def _evict(self) -> None:
+        WS_SLOW_CLOSED.inc()
         self.closing = True
         # The writer is stuck on a full socket; the frame it was writing is already in the
         # transport's buffer whole (aiohttp writes a frame synchronously, then drains).
@@ -185,10 +188,12 @@ class Hub:
 
     def connect(self, watcher: Watcher) -> None:
         self._connected.add(watcher)
+        WS_SOCKETS.set(len(self._connected))
 
     def disconnect(self, watcher: Watcher) -> None:
         self.leave(watcher)
         self._connected.discard(watcher)
+        WS_SOCKETS.set(len(self._connected))
 
     def join(self, watcher: Watcher) -> None:
         self._watchers.add(watcher)
@@ -247,6 +252,7 @@ class Hub:
                 laggards.append(watcher)
         for watcher in laggards:
             self.leave(watcher)
+        WS_FRAMES.inc(delivered)
         return delivered
 
     def close_all(self, code: int, reason: str) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from auction_shared.client_address import client_address
 from auction_shared.config import Settings
+from auction_shared.observability import request_id
 from auction_shared.problems import DependencyDown
 from auction_shared.web import SETTINGS, identity
 
@@ -65,6 +66,7 @@ def forward(upstream: Upstream, *, public: bool = False) -> Callable[[web.Reques
         body = await request.read() if request.body_exists else None
         headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
         headers["X-Forwarded-For"] = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
+        headers[request_id.HEADER] = request_id.current() or request_id.new()
         url = request.app[BASE_URLS][upstream] + request.rel_url.raw_path_qs
         try:
             async with request.app[SESSION].request(
@@ -84,6 +86,8 @@ async def fetch(app: web.Application, upstream: Upstream, path_qs: str, token: s
     """GET `path_qs` from `upstream` as the token's owner, on the pooled session (the WebSocket's reads)."""
     url = app[BASE_URLS][upstream] + path_qs
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if (rid := request_id.current()) is not None:
+        headers[request_id.HEADER] = rid
     try:
         async with app[SESSION].get(url, headers=headers, allow_redirects=False) as resp:
             return resp.status, await resp.read()
