@@ -76,6 +76,15 @@ async def world(settings: Settings) -> AsyncIterator[World]:
         yield w
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the run's database, to put rows in states no route reaches in a moment;
+    for tests on their module's loop (those that use `world`)."""
+    conn = await asyncpg.connect(settings.database_url)
+    yield conn
+    await conn.close()
+
+
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path

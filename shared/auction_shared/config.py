@@ -167,8 +167,18 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = setting("WS_ALLOWED_ORIGINS", ())
     # Frames a WebSocket client may be behind before it is closed (1008) instead of buffered.
     ws_client_queue: int = setting("WS_CLIENT_QUEUE", 256, minimum=1)
+    # Bytes of frames a WebSocket client may be behind before it is closed (1008): a few large frames
+    # (an `offers` page) weigh as much as many small ones.
+    ws_client_queue_bytes: int = setting("WS_CLIENT_QUEUE_BYTES", 1024 * 1024, minimum=1024)
     # Seconds between pings on a WebSocket; a peer that does not pong within half of it is dropped.
     ws_heartbeat_seconds: float = setting("WS_HEARTBEAT_SECONDS", 20.0, minimum=0.1)
+    # A socket that has not authenticated within this time is closed (4401).
+    ws_auth_timeout_seconds: float = setting("WS_AUTH_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+    # Sockets one gateway replica holds at most, in total and per user; one more is refused (1008).
+    ws_max_sockets: int = setting("WS_MAX_SOCKETS", 10_000, minimum=1)
+    ws_max_sockets_per_user: int = setting("WS_MAX_SOCKETS_PER_USER", 32, minimum=1)
+    # How long a process trusts its last answer to "does this token's user still exist?".
+    known_user_ttl_seconds: float = setting("KNOWN_USER_TTL_SECONDS", 30.0, minimum=0.0, maximum=3600)
     log_level: str = setting(
         "LOG_LEVEL", "INFO", clean=_upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )

@@ -23,9 +23,14 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     "users": {"auth": "SELECT, INSERT", "offers": "SELECT (id)", "bids": "SELECT (id)"},
     "login_attempts": {"auth": "SELECT, INSERT, UPDATE, DELETE"},
     "offers": {"offers": "SELECT, INSERT, UPDATE", "bids": "SELECT", "bid-worker": "SELECT, UPDATE"},
-    "bids": {"offers": "SELECT, UPDATE", "bids": "SELECT", "bid-worker": "SELECT, INSERT, UPDATE"},
-    "bid_requests": {"bids": "SELECT, INSERT, DELETE"},
-    "outbox": {"offers": "SELECT, INSERT, UPDATE, DELETE"},
+    # bids inserts each queued bid's pending row; an Idempotency-Key past its retention is taken over
+    # (INSERT ... ON CONFLICT DO UPDATE) or deleted.
+    "bids": {"offers": "SELECT, UPDATE", "bids": "SELECT, INSERT", "bid-worker": "SELECT, INSERT, UPDATE"},
+    "bid_requests": {"bids": "SELECT, INSERT, UPDATE, DELETE"},
+    # The bid-worker writes its events here in the batch's transaction and runs a relay too.
+    "outbox": {"offers": "SELECT, INSERT, UPDATE, DELETE", "bid-worker": "SELECT, INSERT, UPDATE, DELETE"},
+    # A relay sets aside a row it can never publish.
+    "outbox_dead": {"offers": "INSERT", "bid-worker": "INSERT"},
 }
 
 # The services that use the database (the gateway does not: it gets no database URL).
