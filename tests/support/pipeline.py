@@ -26,6 +26,7 @@ class BidTap:
         self.settings = settings
         self.order: dict[str, list[ModelBid]] = defaultdict(list)
         self.seen: list[str] = []
+        self.bids: list[BidPlaced] = []
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._queue_name = f"{settings.amqp_prefix}.tap.{uuid.uuid4().hex[:8]}"
 
@@ -49,12 +50,19 @@ class BidTap:
         except ValueError:
             return  # poison messages published by a test are not bids
         self.seen.append(str(bid.bid_id))
+        self.bids.append(bid)
         self.order[str(bid.offer_id)].append(
             ModelBid(str(bid.bid_id), bid.bid_price, bid.username, bid.max_price)
         )
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> None:
         await wait_until(lambda: len(self.seen) >= count, timeout, f"the tap to see {count} bids")
+
+    async def bids_until(self, bid_id: str, timeout: float = 30.0) -> list[BidPlaced]:
+        """Every bid seen up to `bid_id` (a later bid from the same publishing channel arrives after
+        all earlier ones, so this is everything queued before it)."""
+        await wait_until(lambda: bid_id in self.seen, timeout, f"the tap to see bid {bid_id}")
+        return self.bids[: self.seen.index(bid_id) + 1]
 
     async def __aexit__(self, *exc: Any) -> None:
         if self._connection is not None:
