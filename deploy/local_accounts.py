@@ -71,3 +71,15 @@ async def broker_accounts(settings: Settings) -> tuple[dict[str, str], str | Non
             "name an administrator, default guest/guest from this machine)"
         )
     return {s: with_login(settings.amqp_url, users[s], passwords[s]) for s in users}, None
+
+
+async def remove_broker_users(settings: Settings) -> None:
+    """Delete this run's broker users (their passwords die with the run anyway)."""
+    admin = read(BrokerUserSettings)
+    try:
+        async with management_session(admin.admin_user, admin.admin_password) as session:
+            api = ManagementApi(session, admin.management_url)
+            for service in broker_users.SERVICES:
+                await api.delete("users", broker_users.user_name(service, settings.amqp_prefix))
+    except (OSError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
+        print(f"could not remove this run's RabbitMQ users ({exc}); they are harmless", flush=True)

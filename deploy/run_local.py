@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
-from local_accounts import LocalAccounts, broker_accounts, database_accounts
+from local_accounts import LocalAccounts, broker_accounts, database_accounts, remove_broker_users
 
 from auction_shared.config import Settings, read, setting
 from auction_shared.db import describe
@@ -217,7 +217,11 @@ def main() -> int:
     print(
         f"Prometheus metrics: http://{settings.host}:{base}/metrics … :{base + count - 1} (one port per process)"
     )
-    return asyncio.run(supervise(settings, LocalAccounts(database_urls, amqp_urls)))
+    try:
+        return asyncio.run(supervise(settings, LocalAccounts(database_urls, amqp_urls)))
+    finally:
+        if amqp_urls:
+            asyncio.run(remove_broker_users(settings))
 
 
 def migrate_main_sync() -> int:
