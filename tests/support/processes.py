@@ -120,7 +120,8 @@ class Stack:
         )
         self.env = env
         started = [
-            ServiceProcess(n, self._observed(n, env), self.log_dir) for n in ("auth", "offers", "bids", "gateway")
+            ServiceProcess(n, self._observed(n, env), self.log_dir)
+            for n in ("auth", "offers", "bids", "gateway")
         ]
         self.processes.extend(started)
         for proc in started:
