@@ -78,6 +78,18 @@ async def batch(
     return result
 
 
+def started(shards: int) -> None:
+    """Export every shard's series from the start (at zero), so a dashboard shows a quiet shard as
+    quiet rather than as missing."""
+    for shard in range(shards):
+        label = shard_label(shard)
+        SHARD_LAG.labels(label).set(0)
+        SHARD_HANDOVERS.labels(label)
+        SHARD_BATCH.labels(label)
+        SHARD_APPLY.labels(label)
+    DEAD_LETTERS.labels("malformed")
+
+
 def judged(decisions: Iterable[Judged]) -> None:
     """Count a committed batch's decisions: the new leaders, and the refused by their reason."""
     for decision in decisions:

@@ -108,6 +108,7 @@ class BidWorker:
         await setup.close()
         self._publisher = Publisher(self._connection, self.topology, self.settings.dependency_timeout)
         await self._publisher.open()
+        observed.started(self.settings.bid_shards)
         await self._join_roster()
         for index, name in enumerate(self.topology.shard_queues):
             shard = Shard(index, name)
