@@ -25,7 +25,9 @@ from .events import Contract
 from .observability import request_id
 from .observability.metrics import BROKER_PUBLISH
 from .observability.tracing import PUBLISHED_AT
+from .outages import BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
+from .retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 
@@ -118,27 +120,14 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     return shards
 
 
-async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
-    """Remove every exchange and queue of a prefix (test clean-up)."""
-    for name in [*topology.shard_queues, topology.dead_letter_queue]:
-        await channel.queue_delete(name)
-    for name in [
-        topology.bids_exchange,
-        topology.dead_letter_exchange,
-        topology.events_exchange,
-        topology.workers_exchange,
-    ]:
-        await channel.exchange_delete(name)
-
-
 # How often a lost connection is retried once it was up.
 RECONNECT_SECONDS = 1.0
 
 
 async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustConnection:
     """Open a robust connection (it reconnects and re-declares by itself once it is up)."""
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
+
+    async def attempt() -> AbstractRobustConnection:
         # What aio_pika.connect_robust does, but holding the connection so a failed or cancelled first
         # connect can be closed: otherwise aio-pika's reconnect task outlives it (a service stopped
         # while it waits for RabbitMQ leaks a connection that keeps trying in the background).
@@ -146,19 +135,19 @@ async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustCo
         url = aio_pika.connection.make_url(settings.amqp_url, reconnect_interval=RECONNECT_SECONDS)
         connection = aio_pika.RobustConnection(url, reconnect_interval=RECONNECT_SECONDS)
         try:
-            try:
-                await connection.connect(timeout=settings.dependency_timeout)
-            except BaseException:
-                await connection.close()
-                raise
-            return connection
-        except (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError) as exc:
-            if attempt == attempts:
-                raise
-            log.warning("waiting for RabbitMQ (%s)", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+            await connection.connect(timeout=settings.dependency_timeout)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    return await retry(
+        attempt,
+        on=BROKER_UNREACHABLE,
+        backoff=Backoff(0.2, 2.0),
+        attempts=attempts,
+        waiting=lambda exc, _: log.warning("waiting for RabbitMQ (%s)", exc),
+    )
 
 
 class Publisher:
@@ -284,7 +273,3 @@ def broker(
         await connection.close()
 
     return ctx
-
-
-def broker_is_up(connection: AbstractRobustConnection) -> bool:
-    return not connection.is_closed and connection.connected.is_set()

@@ -20,7 +20,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "migrations"
 _LOCK_ID = 0x_A0C7_10_4E
 
 
-def _admin_url(url: str) -> tuple[str, str]:
+def admin_url(url: str) -> tuple[str, str]:
+    """The URL of the server's `postgres` database, and the name of the database `url` names."""
     parts = urlsplit(url)
     name = parts.path.lstrip("/") or "postgres"
     return urlunsplit(parts._replace(path="/postgres")), name
@@ -28,8 +29,8 @@ def _admin_url(url: str) -> tuple[str, str]:
 
 async def create_database(url: str) -> bool:
     """Create the database named in `url` unless it exists. Returns True if it was created."""
-    admin_url, name = _admin_url(url)
-    conn = await asyncpg.connect(admin_url)
+    admin, name = admin_url(url)
+    conn = await asyncpg.connect(admin)
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
@@ -39,16 +40,6 @@ async def create_database(url: str) -> bool:
         except asyncpg.DuplicateDatabaseError:
             return False
         return True
-    finally:
-        await conn.close()
-
-
-async def drop_database(url: str) -> None:
-    admin_url, name = _admin_url(url)
-    conn = await asyncpg.connect(admin_url)
-    try:
-        ident = '"' + name.replace('"', '""') + '"'
-        await conn.execute(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)")
     finally:
         await conn.close()
 

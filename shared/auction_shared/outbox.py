@@ -15,7 +15,9 @@ from .events import Contract
 from .jsonio import dumps, loads
 from .observability.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
 from .observability.tracing import carried, continuing
+from .outages import DATABASE_REFUSED
 from .problems import DependencyDown
+from .retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ BATCH = 200
 POLL_SECONDS = 1.0
 # A relay that waits on an exhausted or unreachable pool gives up and retries rather than hang.
 ACQUIRE_TIMEOUT = 10.0
+# The relay waits and tries again while the broker refuses (DependencyDown) or the database does.
+_WAITS_ON: tuple[type[BaseException], ...] = (DependencyDown, *DATABASE_REFUSED)
 
 
 async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) -> None:
@@ -98,25 +102,18 @@ class OutboxRelay:
             OUTBOX_LAG.set(0)
 
     async def run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             try:
                 while await self.relay_once() == BATCH:
                     pass
                 await self.measure_backlog()
-                backoff = 0.2
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
-            except (
-                DependencyDown,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncio.TimeoutError,
-            ) as exc:
-                log.warning("outbox relay waits %.1fs: %r", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except _WAITS_ON as exc:
+                log.warning("outbox relay waits %.1fs: %r", backoff.delay, exc)
+                await backoff.wait()
                 continue
             except Exception:
                 log.exception("outbox relay failed; retrying")

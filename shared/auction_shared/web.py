@@ -1,17 +1,15 @@
-"""What every aiohttp service has in common: settings key, auth, paging, health, logging, start-up."""
+"""What every aiohttp service has in common: settings key, auth, paging, logging, start-up."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from .config import ConfigError, Settings
-from .jsonio import json_response
 from .known_users import known_user_middleware
 from .observability import observe
 from .observability.metrics import http_metrics_middleware
@@ -23,8 +21,6 @@ from .validation import MAX_BODY_BYTES
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
-
-HealthCheck = Callable[[web.Application], Awaitable[bool]]
 
 
 def base_app(settings: Settings, **kwargs: Any) -> web.Application:
@@ -65,22 +61,6 @@ def page_params(request: web.Request, *, default_size: int = 10, max_size: int =
     if errors:
         raise Problem(400, "; ".join(f"{e['field']} {e['message']}" for e in errors), errors=errors)
     return values["page"], values["size"]
-
-
-def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET /health: 200 when every dependency answers, else 503 naming the ones that are down."""
-
-    async def handler(request: web.Request) -> web.Response:
-        names = list(checks)
-        results = await asyncio.gather(*(checks[n](request.app) for n in names))
-        deps = {n: ("up" if ok else "down") for n, ok in zip(names, results)}
-        healthy = all(results)
-        return json_response(
-            {"status": "ok" if healthy else "unavailable", "dependencies": deps},
-            status=200 if healthy else 503,
-        )
-
-    return handler
 
 
 def install_uvloop() -> None:

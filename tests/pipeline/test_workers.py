@@ -14,7 +14,7 @@ from tests.support.api import Api, place_concurrently
 from tests.support.model import run_model
 from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_applied
 
-OFFERS = 5
+OFFER_COUNT = 5
 
 
 async def stream_bids(api, bidders, offers, total, waves, rng, between_waves=None):
@@ -75,7 +75,7 @@ async def test_two_workers_never_apply_one_offer_at_once_and_keep_queue_order(st
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
         api = Api(session, stack.gateway_url)
         owner, *bidders = await api.accounts(11, "pair")
-        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFERS)]
+        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFER_COUNT)]
         accepted = await stream_bids(
             api, bidders, offers, total=2400, waves=12, rng=rng, between_waves=hand_over
         )
@@ -114,7 +114,7 @@ async def test_kill_9_of_a_worker_under_load_loses_and_doubles_nothing(stack, se
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
         api = Api(session, stack.gateway_url)
         owner, *bidders = await api.accounts(9, "kill")
-        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFERS)]
+        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFER_COUNT)]
         accepted = await stream_bids(api, bidders, offers, total=1500, waves=6, rng=rng, between_waves=kill)
         rows = await check_against_model(settings, tap, offers, accepted)
 

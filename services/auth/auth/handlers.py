@@ -7,12 +7,13 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import AfterValidator, StringConstraints
 
-from auction_shared.db import DB_POOL, check_database
+from auction_shared.db import DB_POOL
+from auction_shared.health import database_answers, health_handler
 from auction_shared.jsonio import json_response
 from auction_shared.problems import Problem, unauthorized
 from auction_shared.tokens import issue_token
 from auction_shared.validation import StrictModel, parse_body
-from auction_shared.web import SETTINGS, health_handler
+from auction_shared.web import SETTINGS
 
 from . import store
 from .passwords import PasswordHasher
@@ -71,8 +72,4 @@ async def login(request: web.Request) -> web.Response:
     return json_response({"token": token})
 
 
-async def _database_up(app: web.Application) -> bool:
-    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
-
-
-health = health_handler({"postgres": _database_up})
+health = health_handler({"postgres": database_answers})

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from auction_shared.broker import broker_is_up
-from auction_shared.db import check_database
-from auction_shared.web import health_handler
+from auction_shared.health import health_handler
+from auction_shared.outages import broker_is_up, database_is_up
 
 from .settings import WorkerSettings
 from .worker import BidWorker
@@ -34,7 +33,7 @@ async def _broker_up(app: web.Application) -> bool:
 async def _database_up(app: web.Application) -> bool:
     worker = app[WORKER]
     pool = worker._pool
-    return pool is not None and await check_database(pool, worker.settings.dependency_timeout)
+    return pool is not None and await database_is_up(pool, worker.settings.dependency_timeout)
 
 
 async def start_health(worker: BidWorker, port: int) -> web.AppRunner:

@@ -20,6 +20,8 @@ from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
 from auction_shared.db import create_pool
 from auction_shared.events import BidPlaced, MalformedEvent, OfferUpdated, decode
+from auction_shared.outages import DATABASE_REFUSED
+from auction_shared.retry import Backoff, retry
 from auction_shared.shapes import offer_shape
 
 from . import observed, store
@@ -236,22 +238,20 @@ class BidWorker:
 
     async def _apply_until_done(self, shard: Shard, bids: list[BidPlaced]) -> list[dict[str, Any]]:
         """Retry the transaction until Postgres takes it: never requeue, never reorder."""
-        delay = 0.1
-        while True:
-            try:
-                return await self._apply(bids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
-                if self._stopping.is_set():
-                    raise  # not acked: the broker gives these bids to the next worker
-                log.warning(
-                    "shard %d: applying %d bids failed (%r); retrying in %.1fs",
-                    shard.index,
-                    len(bids),
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
+        return await retry(
+            lambda: self._apply(bids),
+            on=DATABASE_REFUSED,
+            backoff=Backoff(0.1, 3.0),
+            # Stopping: not acked, so the broker gives these bids to the next worker.
+            give_up=self._stopping.is_set,
+            waiting=lambda exc, delay: log.warning(
+                "shard %d: applying %d bids failed (%r); retrying in %.1fs",
+                shard.index,
+                len(bids),
+                exc,
+                delay,
+            ),
+        )
 
     async def _apply(self, bids: list[BidPlaced]) -> list[dict[str, Any]]:
         assert self._pool is not None

@@ -11,13 +11,13 @@ from auction_shared.config import Settings
 from auction_shared.db import DB_POOL, database
 from auction_shared.web import base_app
 
-from .handlers import OFFERS
+from .handlers import OFFER_CACHE
 from .offer_cache import OfferCache
 from .routes import setup_routes
 
 
 async def _offer_cache(app: web.Application) -> AsyncIterator[None]:
-    app[OFFERS] = OfferCache(app[DB_POOL])
+    app[OFFER_CACHE] = OfferCache(app[DB_POOL])
     yield
 
 

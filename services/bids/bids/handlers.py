@@ -7,20 +7,21 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from auction_shared.broker import CONNECTION, PUBLISHER, broker_is_up
-from auction_shared.db import DB_POOL, check_database
+from auction_shared.broker import PUBLISHER
+from auction_shared.db import DB_POOL
 from auction_shared.events import BidPlaced
+from auction_shared.health import broker_connected, database_answers, health_handler
 from auction_shared.jsonio import json_response
 from auction_shared.observability.metrics import BIDS_RECEIVED, BIDS_REJECTED
 from auction_shared.problems import Problem
 from auction_shared.shapes import bid_shape
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
-from auction_shared.web import SETTINGS, health_handler, identity, page_params
+from auction_shared.web import identity, page_params
 
 from . import store
 from .offer_cache import OfferCache
 
-OFFERS = web.AppKey("offer_cache", OfferCache)
+OFFER_CACHE = web.AppKey("offer_cache", OfferCache)
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -76,7 +77,7 @@ async def place_bid(request: web.Request) -> web.Response:
         earlier = await store.find_request(pool, who.user_id, key)
         if earlier is not None:
             return json_response(earlier, status=202, headers={"Idempotent-Replayed": "true"})
-    offer = await request.app[OFFERS].get(offer_id)
+    offer = await request.app[OFFER_CACHE].get(offer_id)
     if offer is None:
         raise _refused("no_offer", 404, f"no offer with id {offer_id}")
     if offer.created_by_id == who.user_id:
@@ -129,12 +130,4 @@ async def list_bids(request: web.Request) -> web.Response:
     return json_response([bid_shape(r, who.user_id) for r in rows], headers={"X-Total-Count": str(total)})
 
 
-async def _database_up(app: web.Application) -> bool:
-    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
-
-
-async def _broker_up(app: web.Application) -> bool:
-    return broker_is_up(app[CONNECTION])
-
-
-health = health_handler({"postgres": _database_up, "rabbitmq": _broker_up})
+health = health_handler({"postgres": database_answers, "rabbitmq": broker_connected})

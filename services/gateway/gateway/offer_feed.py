@@ -12,9 +12,11 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiohttp import WSCloseCode, web
 
-from auction_shared.broker import Topology, broker_is_up, connect, declare_events_exchange
+from auction_shared.broker import Topology, connect, declare_events_exchange
 from auction_shared.config import Settings
 from auction_shared.events import MalformedEvent, OfferCreated, OfferEvent, OfferSold, OfferUpdated, decode
+from auction_shared.outages import BROKER_UNREACHABLE, broker_is_up
+from auction_shared.retry import Backoff, retry
 
 from . import frames
 from .hub import HUB, Hub
@@ -89,14 +91,12 @@ class OfferFeed:
 
     async def run(self) -> None:
         """Connect (waiting for RabbitMQ as long as it takes), then hand events to the hub forever."""
-        while True:
-            try:
-                await self._subscribe()
-                break
-            except (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError) as exc:
-                log.warning("live updates wait for RabbitMQ: %r", exc)
-                await self._close_connection()
-                await asyncio.sleep(RETRY_SECONDS)
+        await retry(
+            self._subscribe,
+            on=BROKER_UNREACHABLE,
+            backoff=Backoff(RETRY_SECONDS, RETRY_SECONDS),
+            waiting=lambda exc, _: log.warning("live updates wait for RabbitMQ: %r", exc),
+        )
         log.info("live updates: consuming offer.* on %s", self.queue_name)
         while True:
             message = await self._inbox.get()
@@ -110,6 +110,13 @@ class OfferFeed:
             await asyncio.sleep(0)
 
     async def _subscribe(self) -> None:
+        try:
+            await self._declare_and_consume()
+        except BROKER_UNREACHABLE:
+            await self._close_connection()
+            raise
+
+    async def _declare_and_consume(self) -> None:
         self._connection = await connect(self._settings, attempts=1)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
@@ -154,7 +161,8 @@ class OfferFeed:
         try:
             await message.ack(multiple=True)
         except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
-            # The channel it came on is gone, and its exclusive queue with it: nothing to ack.
+            # The channel it came on is gone: the broker hands these events out again after the
+            # reconnect, and the recent event ids drop the copies.
             log.info("live updates: ack skipped after a reconnect: %r", exc)
 
     def dispatch(self, body: bytes) -> None:

@@ -176,7 +176,7 @@ class StreamSession:
         path = "/v1/offer" + ("?" + urlencode(query) if query else "")
         reply = await self._fetch(path, token)
         if reply is not None:
-            self._watcher.send(frames.raw_event_frame(frames.OFFERS, reply))
+            self._watcher.send(frames.raw_event_frame(frames.OFFER_PAGE, reply))
 
     async def subscribe(self, message: dict[str, Any], token: str) -> None:
         offer_id = self._offer_id(message)

@@ -10,15 +10,15 @@ from aiohttp import web
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 from yarl import URL
 
-from auction_shared.broker import CONNECTION, broker_is_up
-from auction_shared.db import DB_POOL, check_database
+from auction_shared.db import DB_POOL
 from auction_shared.events import OfferCreated, OfferSold
+from auction_shared.health import broker_connected, database_answers, health_handler
 from auction_shared.jsonio import json_response
 from auction_shared.outbox import RELAY
 from auction_shared.problems import Problem
 from auction_shared.shapes import bid_shape, offer_shape
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
-from auction_shared.web import SETTINGS, health_handler, identity, page_params
+from auction_shared.web import identity, page_params
 
 from . import store
 from .rules import parse_sort, schedule
@@ -121,12 +121,4 @@ async def accept_bid(request: web.Request) -> web.Response:
     return json_response(bid_shape(accepted, who.user_id))
 
 
-async def _database_up(app: web.Application) -> bool:
-    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
-
-
-async def _broker_up(app: web.Application) -> bool:
-    return broker_is_up(app[CONNECTION])
-
-
-health = health_handler({"postgres": _database_up, "rabbitmq": _broker_up})
+health = health_handler({"postgres": database_answers, "rabbitmq": broker_connected})
