@@ -7,12 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import aio_pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
+from tests.support.cleanup import delete_broker_names
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -22,11 +21,7 @@ async def own_settings(settings: Settings) -> AsyncIterator[Settings]:
     """The run's database, broker names of this test's own: counts must not see other tests' messages."""
     own = replace(settings, amqp_prefix=f"{settings.amqp_prefix}.{uuid.uuid4().hex[:8]}")
     yield own
-    connection = await aio_pika.connect(own.amqp_url)
-    try:
-        await delete_topology(await connection.channel(), Topology.from_settings(own))
-    finally:
-        await connection.close()
+    await delete_broker_names(own)
 
 
 def scrape_text(port: int) -> str:
