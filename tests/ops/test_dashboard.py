@@ -11,11 +11,9 @@ import aiohttp
 import pytest
 
 from auction_shared.config import Settings
-from tests.ops.conftest import scrape_text
-from tests.support.api import Api
+from tests.ops.conftest import judged_bid, market, scrape_text
 from tests.support.environment import env_of
 from tests.support.processes import ROOT, Stack
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,33 +41,17 @@ def exported(text: str) -> set[str]:
 async def test_every_metric_a_panel_queries_is_exported(own_settings: Settings, tmp_path: Path) -> None:
     stack = Stack(env_of(own_settings), tmp_path)
     stack.metrics = {}
-    try:
-        stack.start_services()
-        stack.start_worker("dashboard-w1")
-        async with aiohttp.ClientSession() as http:
-            api = Api(http, stack.gateway_url)
-            seller, bidder = await api.accounts(2)
-            offer = await api.create_offer(seller, bid_price=10)
-            for price in (11, 10.5):  # one leads, one is refused by the rule
-                status, bid = await api.bid(bidder, offer["id"], price)
-                assert status == 202, bid
-
-                async def judged(bid_id: str = bid["id"]) -> bool:
-                    return (await api.get(bidder, f"/v1/bid/{bid_id}"))[0] == 200
-
-                await wait_until(judged, 30, "the bid judged")
-            names: set[str] = set()
-            for port in stack.metrics.values():
-                names |= exported(scrape_text(port))
-            try:
-                async with http.get(RABBITMQ_METRICS) as resp:
-                    names |= exported(await resp.text())
-            except aiohttp.ClientError as exc:
-                pytest.fail(
-                    f"RabbitMQ's Prometheus plugin does not answer ({exc}): enable rabbitmq_prometheus"
-                )
-    finally:
-        stack.stop()
+    async with market(stack, "dashboard-w1") as m:
+        for price in (11, 10.5):  # one leads, one is refused by the rule
+            await judged_bid(m.api, m.bidder, m.offer["id"], price)
+        names: set[str] = set()
+        for port in stack.metrics.values():
+            names |= exported(scrape_text(port))
+        try:
+            async with m.http.get(RABBITMQ_METRICS) as resp:
+                names |= exported(await resp.text())
+        except aiohttp.ClientError as exc:
+            pytest.fail(f"RabbitMQ's Prometheus plugin does not answer ({exc}): enable rabbitmq_prometheus")
 
     wanted = queried()
     assert wanted, "the dashboard queries no metric"
