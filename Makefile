@@ -8,7 +8,7 @@ IMAGE_TARGETS := migrate auth offers bids gateway bid-worker
 IMAGE_TAG ?= 0.1.0
 REGISTRY ?=
 
-.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check
+.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check env dead-letters replay-dead-letters
 
 all: check test
 
@@ -34,8 +34,17 @@ run: $(VENV)/.runtime ## start every service against local PostgreSQL and Rabbit
 	-@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_prometheus rabbitmq_consistent_hash_exchange >/dev/null 2>&1
 	$(PY) deploy/run_local.py
 
+env: ## write .env for docker compose with new random secrets (never overwrites one)
+	$(PYTHON) deploy/make_env.py
+
 migrate: $(VENV)/.runtime ## create the database if missing and apply migrations
 	$(PY) -m auction_shared.migrate
+
+dead-letters: $(VENV)/.runtime ## list the dead-letter queue (AMQP_URL, AMQP_PREFIX): one JSON line per message, with why it died
+	$(PY) -m bid_worker.dead_letter_queue list
+
+replay-dead-letters: $(VENV)/.runtime ## publish dead-lettered bids back to their shards (IDS="id ..." for some only)
+	$(PY) -m bid_worker.dead_letter_queue replay $(IDS)
 
 check: lint typecheck unit ## the gate: lint, format, strict types, and the tests that need no server
 

@@ -26,10 +26,10 @@ import psutil
 
 from tests.support.processes import ROOT
 
-from . import drain, fanout, intake, report, soak
+from . import drain, ends, fanout, fixed_rate, intake, report, soak
 from .api import Account, PublicApi
 from .memory import MemoryWatch
-from .plan import Plan
+from .plan import SECTIONS, Plan
 from .profile import Profiler
 from .results import Results
 from .stack import BenchStack, raise_open_files_limit
@@ -64,7 +64,7 @@ def _paths(plan: Plan) -> tuple[Path, Path]:
     out = os.environ.get("BENCH_OUT")
     if out:
         return Path(out) / "BENCHMARKS.md", Path(out) / "latency-percentiles.png"
-    if plan.quick or set(plan.sections) != {"intake", "drain", "fanout", "memory"}:
+    if plan.quick or set(plan.sections) != set(SECTIONS):
         base = ROOT / "bench" / "results" / plan.mode
         return base / "BENCHMARKS.md", base / "latency-percentiles.png"
     return ROOT / "BENCHMARKS.md", ROOT / "bench" / "latency-percentiles.png"
@@ -116,20 +116,35 @@ async def run_sections(
     if "intake" in plan.sections:
         print("1. bid intake (hey)", flush=True)
         _, app_port = stack.start_bare("bare-intake", "bench.baselines.bare_intake")
-        proxy, proxy_port = stack.start_bare(
+        _, proxy_port = stack.start_bare(
             "bare-proxy", "bench.baselines.bare_proxy", BARE_UPSTREAM=f"http://127.0.0.1:{app_port}"
         )
-        results.intake = await intake.measure(
-            stack,
-            api,
-            seller,
-            bidder,
-            plan.intake_requests,
-            plan.intake_concurrency,
-            f"http://127.0.0.1:{proxy_port}/v1/bid",
-            work_dir,
-            profiler,
-        )
+        pipeline = stack.start_bare_pipeline()
+        one_hop_url = f"http://127.0.0.1:{proxy_port}/v1/bid"
+        try:
+            results.intake = await intake.measure(
+                stack,
+                api,
+                seller,
+                bidder,
+                plan.intake_requests,
+                plan.intake_concurrency,
+                one_hop_url,
+                pipeline,
+                work_dir,
+                profiler,
+            )
+            print(f"1b. CPU per bid at {plan.fixed_rate_rps:g} requests/s", flush=True)
+            urls = {
+                fixed_rate.STACK: stack.gateway_url + "/v1/bid",
+                fixed_rate.ONE_HOP: one_hop_url,
+                fixed_rate.PIPELINE: pipeline,
+            }
+            results.fixed_rate = await fixed_rate.measure(
+                stack, api, seller, bidder, plan.fixed_rate_rps, plan.fixed_rate_seconds, urls, work_dir
+            )
+        finally:
+            stack.stop_bare_pipeline()
     if "drain" in plan.sections:
         print("2. worker drain", flush=True)
         assert stack.pool is not None
@@ -203,6 +218,10 @@ async def run_sections(
                 plan.fanout_burst_offers,
             )
             results.fanout.append(fanout.FanoutPair(clients, hub, bare))
+    if "ends" in plan.sections:
+        print(f"5. ends: {plan.ending_offers} offers ending in the same second", flush=True)
+        assert stack.pool is not None
+        results.ends = await ends.measure(stack.pool, plan.ending_offers)
     if "memory" in plan.sections:
         print("4. memory under steady load", flush=True)
         best = max((r.stack.rps for r in results.intake), default=2 * DEFAULT_SOAK_RPS)

@@ -52,6 +52,10 @@ class IntakeRun:
     # Microseconds of CPU per request by kind of process (see cpu.py), for the stack and the baseline.
     stack_cpu: dict[str, float] = field(default_factory=dict)
     baseline_cpu: dict[str, float] = field(default_factory=dict)
+    # The bare pipeline (proxy -> handler publishing with a confirm -> consumer applying in batches).
+    pipeline: hey.HeyResult | None = None
+    pipeline_settle: Settle | None = None
+    pipeline_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps_ratio(self) -> float:
@@ -60,6 +64,37 @@ class IntakeRun:
     @property
     def p99_ratio(self) -> float:
         return self.stack.p99 / self.baseline.p99 if self.baseline.p99 else float("nan")
+
+    @property
+    def pipeline_rps_ratio(self) -> float:
+        return self.stack.rps / self.pipeline.rps if self.pipeline and self.pipeline.rps else float("nan")
+
+    @property
+    def pipeline_p99_ratio(self) -> float:
+        return self.stack.p99 / self.pipeline.p99 if self.pipeline and self.pipeline.p99 else float("nan")
+
+
+async def wait_counted(pool: asyncpg.Pool, offer_id: str, accepted: int, hey_ended: float) -> Settle:
+    """The bare pipeline's check: its consumer applies no rules, so only counts are compared."""
+    settle = Settle(accepted)
+    deadline = hey_ended + 60 + accepted / 200
+    offer = uuid.UUID(offer_id)
+    while (applied := await pool.fetchval("SELECT bid_count FROM offers WHERE id = $1", offer)) < accepted:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    settle.seconds_after_hey = time.monotonic() - hey_ended
+    await asyncio.sleep(1.0)  # a bid applied twice would show up as a count above the 202s
+    row = await pool.fetchrow(
+        "SELECT bid_count, (SELECT count(*) FROM bids WHERE offer_id = $1) AS rows FROM offers WHERE id = $1",
+        offer,
+    )
+    settle.applied, settle.rows = row["bid_count"], row["rows"]
+    if settle.applied != accepted or settle.rows != accepted:
+        settle.problems.append(
+            f"bare pipeline: {settle.applied} applied, {settle.rows} rows for {accepted} answered 202 ({applied})"
+        )
+    return settle
 
 
 async def wait_applied(
@@ -114,6 +149,7 @@ async def measure(
     requests: int,
     concurrency: tuple[int, ...],
     baseline_url: str,
+    pipeline_url: str | None,
     work_dir: Path,
     profiler: Profiler,
 ) -> list[IntakeRun]:
@@ -131,6 +167,11 @@ async def measure(
         before = cpu.snapshot(stack.processes)
         baseline = await asyncio.to_thread(hey.run, base_args, token=bidder.token, timeout=timeout)
         baseline_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), baseline.responses)
+        pipeline = None
+        if pipeline_url is not None:
+            pipeline = await _pipeline_run(
+                stack, api, seller, bidder, pipeline_url, requests, c, work_dir, timeout
+            )
         args = hey.command_line(
             stack.gateway_url + "/v1/bid",
             requests=requests,
@@ -149,12 +190,41 @@ async def measure(
         after = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
         stack_cpu = cpu.per_request(before, after, result.responses)
         profiler.stop()
-        runs.append(IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu))
+        runs.append(
+            IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu, *(pipeline or ()))
+        )
         print(
             f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "
             f"p99 {result.p99 * 1000:.0f} ms (baseline {baseline.p99 * 1000:.0f}), "
+            f"bare pipeline {pipeline[0].rps if pipeline else float('nan'):.0f} rps, "
             f"statuses {result.statuses} errors {result.errors}; applied in "
             f"{settle.seconds_after_hey:.1f}s after hey, ok={settle.ok} {settle.problems}",
             flush=True,
         )
     return runs
+
+
+async def _pipeline_run(
+    stack: BenchStack,
+    api: PublicApi,
+    seller: Account,
+    bidder: Account,
+    url: str,
+    requests: int,
+    concurrency: int,
+    work_dir: Path,
+    timeout: float,
+) -> tuple[hey.HeyResult, Settle, dict[str, float]]:
+    """hey against the bare pipeline, on an offer of its own; CPU counted until its consumer caught up."""
+    assert stack.pool is not None
+    offer = await api.create_offer(seller, f"bare pipeline -c {concurrency}")
+    body = work_dir / f"bid-pipeline-c{concurrency}.json"
+    body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
+    args = hey.command_line(
+        url, requests=requests, concurrency=concurrency, body_file=body, token=bidder.token
+    )
+    before = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
+    result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
+    settle = await wait_counted(stack.pool, offer["id"], result.count(202), time.monotonic())
+    after = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
+    return result, settle, cpu.per_request(before, after, result.responses)

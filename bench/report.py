@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from . import fixed_rate
 from .hey import PERCENTILES
+from .plan import SECTIONS
 from .results import MB, Results, ms
 
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -17,6 +20,9 @@ CPU_ORDER = (
     "bid-worker",
     "bare-proxy",
     "bare-intake",
+    "bare-pipeline-proxy",
+    "bare-pipeline",
+    "bare-pipeline-consumer",
     "hey",
     "rabbitmq*",
     "postgres*",
@@ -45,6 +51,27 @@ def _cpu(row: dict[str, float]) -> str:
     return ", ".join(f"{k} {row[k]:.0f}" for k in kinds)
 
 
+def _ends(results: Results, add: Callable[[str], None]) -> None:
+    add("### The end of auctions: lateness after `ends_at`\n")
+    add(
+        f"{results.plan.ending_offers:,} offers (inserted with SQL, no bids) all end in the same whole "
+        "second; every running worker's closer finds them due once the database clock passes `ends_at` + "
+        "END_GRACE_SECONDS and sends a close into each offer's shard. Lateness = `ended_at` (the closing "
+        "transaction's database clock) − `ends_at`; API.md wants every end within 5 s.\n"
+    )
+    run = results.ends
+    if run is None:
+        add("Not run.\n")
+        return
+    add("| offers | p50 late | p99 late | max late | check |")
+    add("|---|---|---|---|---|")
+    worst = max(run.lateness, default=float("nan"))
+    check = "ok" if run.ok else "**FAILED**: " + "; ".join(run.problems)
+    add(f"| {run.offers:,} | {run.p50:.2f} s | {run.p99:.2f} s | {worst:.2f} s | {check} |")
+    add("")
+    add("Reproduce: `BENCH_ONLY=ends make bench`.\n")
+
+
 def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     p = results.plan
     out: list[str] = []
@@ -52,7 +79,7 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     add("# Benchmarks\n")
     add(
         f"Written by `{'BENCH_QUICK=1 ' if p.quick else ''}make bench` ({p.mode} run"
-        f"{'' if set(p.sections) == {'intake', 'drain', 'fanout', 'memory'} else ', sections: ' + ', '.join(p.sections)})"
+        f"{'' if set(p.sections) == set(SECTIONS) else ', sections: ' + ', '.join(p.sections)})"
         f" on {results.started_at}, commit `{results.commit}`, in {results.seconds / 60:.1f} min. "
         f"{results.machine}. Load average before: {results.load_before}; after: {results.load_after}.\n"
     )
@@ -92,22 +119,35 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         "`hey -m POST` with a real token and a bid body against `POST /v1/bid` through the gateway "
         "(gateway → bids service → RabbitMQ with a publisher confirm, before the 202). Baseline: the "
         "same command against a bare aiohttp app answering 202 behind a bare one-hop aiohttp proxy "
-        "(`bench/baselines/bare_intake.py`, `bare_proxy.py`).\n"
+        "(`bench/baselines/bare_intake.py`, `bare_proxy.py`). That baseline does none of the work the "
+        "stack does for a bid after its hop, so a second one does it barely: the *bare pipeline*, the "
+        "same bare proxy in front of a bare handler that publishes each bid with plain aio-pika "
+        "(persistent, mandatory, confirmed before the 202) through a topic and a consistent-hash "
+        "exchange to quorum shard queues like the real ones, and the bare consumer "
+        "(`bare_consumer.py`) applying them to PostgreSQL in batches "
+        "(`bench/baselines/bare_pipeline.py`). Its CPU is counted until every bid is applied.\n"
     )
     if results.intake:
-        add("| -c | path | requests | rps | p50 | p99 | answers | rps ratio | p99 ratio |")
-        add("|---|---|---|---|---|---|---|---|---|")
+        add("| -c | path | requests | rps | p50 | p99 | answers | rps ratio | p99 ratio | vs pipeline |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
         for r in results.intake:
             add(
                 f"| {r.concurrency} | gateway → bids | {r.requests:,} | {_num(r.stack.rps)} | {ms(r.stack.p50)} | "
                 f"{ms(r.stack.p99)} | {_statuses(r.stack.statuses, r.stack.errors)} | {r.rps_ratio:.2f}× | "
-                f"{r.p99_ratio:.2f}× |"
+                f"{r.p99_ratio:.2f}× | {_num(r.pipeline_rps_ratio, 2)}× rps, {_num(r.pipeline_p99_ratio, 2)}× p99 |"
             )
             add(
                 f"| {r.concurrency} | bare proxy → bare app | {r.requests:,} | {_num(r.baseline.rps)} | "
                 f"{ms(r.baseline.p50)} | {ms(r.baseline.p99)} | "
-                f"{_statuses(r.baseline.statuses, r.baseline.errors)} | 1 | 1 |"
+                f"{_statuses(r.baseline.statuses, r.baseline.errors)} | 1 | 1 | |"
             )
+            if r.pipeline is not None:
+                q = r.pipeline
+                add(
+                    f"| {r.concurrency} | bare pipeline | {r.requests:,} | {_num(q.rps)} | {ms(q.p50)} | "
+                    f"{ms(q.p99)} | {_statuses(q.statuses, q.errors)} | {q.rps / r.baseline.rps:.2f}× | "
+                    f"{q.p99 / r.baseline.p99:.2f}× | 1 |"
+                )
         add("")
         add(
             "CPU per request (µs, by process; the stack's includes the workers applying the bids; "
@@ -116,7 +156,10 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         for r in results.intake:
             add(f"- `-c {r.concurrency}` stack: {_cpu(r.stack_cpu)}")
             add(f"- `-c {r.concurrency}` baseline: {_cpu(r.baseline_cpu)}")
+            if r.pipeline is not None:
+                add(f"- `-c {r.concurrency}` bare pipeline: {_cpu(r.pipeline_cpu)}")
         add("")
+        out.extend(fixed_rate.markdown(results.fixed_rate))
         add(
             "Reproduce (`make run` listens on :8000; `bid.json` is "
             '`{"bid_price": 4321.5, "offer_id": "<an offer of another user>"}`):\n'
@@ -130,7 +173,14 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         )
         for r in results.intake:
             add(_portable(r.baseline.command, baseline=True))
-        add("BENCH_ONLY=intake make bench   # the whole section, with its baselines")
+        add(
+            "# bare pipeline: AMQP_PREFIX=bare BID_SHARDS=8 BARE_PORT=9103 python -m bench.baselines.bare_pipeline &"
+        )
+        add("#   BARE_PORT=9104 BARE_UPSTREAM=http://127.0.0.1:9103 python -m bench.baselines.bare_proxy &")
+        add(
+            "#   AMQP_PREFIX=bare BID_SHARDS=8 python -m bench.baselines.bare_consumer &   (then hey on :9104)"
+        )
+        add("BENCH_ONLY=intake make bench   # the whole section, with its baselines and the fixed rate")
         add("```\n")
     else:
         add("Not run.\n")
@@ -190,6 +240,7 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         add("Reproduce: `BENCH_ONLY=drain make bench`.\n")
     else:
         add("Not run.\n")
+    _ends(results, add)
 
     add("## 3. Live fan-out\n")
     add(

@@ -13,9 +13,12 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 
+from auction_shared.broker import Topology
 from auction_shared.config import Settings
+from tests.support.cleanup import delete_topology
 from tests.support.environment import env_of, new_settings, prepare, tear_down
 from tests.support.processes import ServiceProcess, Stack, free_port
 
@@ -36,6 +39,14 @@ def raise_open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+async def delete_bare_topology(settings: Settings) -> None:
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        await delete_topology(await connection.channel(), Topology.from_settings(settings))
+    finally:
+        await connection.close()
+
+
 class BenchStack:
     """auth, offers, bids, gateway and bid-workers as real processes, plus the bare baselines."""
 
@@ -52,6 +63,9 @@ class BenchStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.stack = Stack(env_of(self.settings, JWT_TTL_SECONDS=str(TOKEN_TTL_SECONDS)), self.log_dir)
         self.workers: list[ServiceProcess] = []
+        self.pipeline: list[ServiceProcess] = []
+        # The bare pipeline's own exchanges and queues, beside the stack's.
+        self.pipeline_settings = replace(self.settings, amqp_prefix=f"{self.settings.amqp_prefix}_bare")
         self.pool: asyncpg.Pool | None = None
         self._prepared = False
 
@@ -101,9 +115,31 @@ class BenchStack:
         proc.wait_healthy(port)
         return proc, port
 
-    def start_consumer(self, name: str, module: str) -> ServiceProcess:
+    def start_bare_pipeline(self) -> str:
+        """The bare pipeline baseline (proxy -> publishing handler -> batch consumer): its bid URL."""
+        prefix = self.pipeline_settings.amqp_prefix
+        handler, handler_port = self.start_bare(
+            "bare-pipeline", "bench.baselines.bare_pipeline", AMQP_PREFIX=prefix
+        )
+        consumer = self.start_consumer(
+            "bare-pipeline-consumer", "bench.baselines.bare_consumer", AMQP_PREFIX=prefix
+        )
+        proxy, proxy_port = self.start_bare(
+            "bare-pipeline-proxy",
+            "bench.baselines.bare_proxy",
+            BARE_UPSTREAM=f"http://127.0.0.1:{handler_port}",
+        )
+        self.pipeline = [handler, consumer, proxy]
+        return f"http://127.0.0.1:{proxy_port}/v1/bid"
+
+    def stop_bare_pipeline(self) -> None:
+        for proc in self.pipeline:
+            proc.terminate()
+        self.pipeline.clear()
+
+    def start_consumer(self, name: str, module: str, **env: str) -> ServiceProcess:
         """A baseline that consumes the bid shards: ready once it prints "consuming"."""
-        proc = ServiceProcess(module, dict(self.stack.env), self.log_dir, name=name)
+        proc = ServiceProcess(module, dict(self.stack.env, **env), self.log_dir, name=name)
         self.stack.processes.append(proc)
         proc.wait_for_line("consuming", timeout=300)
         return proc
@@ -114,5 +150,6 @@ class BenchStack:
         self.stack.stop()
         if self._prepared:
             await tear_down(self.settings)
+            await delete_bare_topology(self.pipeline_settings)
         if self._own_logs and not failed:
             shutil.rmtree(self.log_dir, ignore_errors=True)

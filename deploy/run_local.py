@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
+from local_accounts import LocalAccounts, broker_accounts, database_accounts
 
 from auction_shared.config import Settings, read, setting
 from auction_shared.db import describe
@@ -155,10 +156,15 @@ def metrics_base(settings: Settings) -> int:
     return settings.metrics_port or DEFAULT_METRICS_PORT
 
 
-async def supervise(settings: Settings) -> int:
+async def supervise(settings: Settings, accounts: LocalAccounts) -> int:
     """Start every process and keep each running until Ctrl-C or SIGTERM; then stop them all."""
     children = [
-        Child(name, module, {**child_env(settings, i), **extra}, COLORS[i % len(COLORS)])
+        Child(
+            name,
+            module,
+            {**accounts.environment(module, child_env(settings, i)), **extra},
+            COLORS[i % len(COLORS)],
+        )
         for i, (name, module, extra) in enumerate(plan(settings))
     ]
     stop = asyncio.Event()
@@ -190,13 +196,21 @@ def main() -> int:
         print("JWT_SECRET not set: generated one for this run (tokens end with it)")
     settings = Settings.from_env()
     print(f"PostgreSQL: {describe(settings.database_url)}")
-    if migrate_main_sync() != 0:
-        return 1
+    # The migrate step gives each service's role this run's password; only that service gets it.
+    migrate_env, database_urls = database_accounts(settings)
+    os.environ.update(migrate_env)
+    try:
+        if migrate_main_sync() != 0:
+            return 1
+    finally:
+        for name in migrate_env:
+            del os.environ[name]
     problem = asyncio.run(broker_ready(settings))
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    print("RabbitMQ: ok (management UI, if enabled: http://127.0.0.1:15672, guest/guest)")
+    amqp_urls, why_not = asyncio.run(broker_accounts(settings))
+    print(why_not or "RabbitMQ: ok, a user per service (management UI, if enabled: http://127.0.0.1:15672)")
     print(
         f"API on http://{settings.host}:{settings.gateway_port} "
         f"(try /ping, /health, /index); Ctrl-C stops everything"
@@ -206,7 +220,7 @@ def main() -> int:
     print(
         f"Prometheus metrics: http://{settings.host}:{base}/metrics … :{base + count - 1} (one port per process)"
     )
-    return asyncio.run(supervise(settings))
+    return asyncio.run(supervise(settings, LocalAccounts(database_urls, amqp_urls)))
 
 
 def migrate_main_sync() -> int:

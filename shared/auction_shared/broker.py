@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import aio_pika
 import aiormq
@@ -18,23 +19,31 @@ from aio_pika.abc import (
     ExchangeType,
 )
 from aiohttp import web
+from pamqp.commands import Basic
 from pamqp.common import FieldValue
 
 from .config import Settings
+from .confirms import ConfirmedChannel
 from .events import Contract
 from .observability import request_id
 from .observability.metrics import BROKER_PUBLISH
-from .observability.tracing import PUBLISHED_AT
+from .observability.tracing import PUBLISHED_AT, inject_trace
 from .outages import BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
 from .retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+
 # A message that keeps coming back (its worker crashed with it in hand, again and again) goes to the
-# dead-letter queue after this many deliveries. Unparseable messages go there at once. Handing a
-# shard to another worker returns its prefetched messages too, which also counts: keep it generous.
-DELIVERY_LIMIT = 20
+# dead-letter queue after this many deliveries. Unparseable messages go there at once. RabbitMQ 3.x
+# counts every return toward the limit, also the prefetched messages a worker gives back when it
+# hands a shard on or dies: a bid near the head of a busy shard is returned once per hand-over. At
+# 20 a day of redeploys could dead-letter a valid 202 bid; 200 leaves that to a message that really
+# kills its worker again and again. It is a queue argument, fixed when the queue is first declared:
+# see the README (Guarantees, "Delivery limit") for queues declared by an older release.
+DELIVERY_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -104,10 +113,10 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     await bids.bind(events, routing_key="command.#")
     shards = []
     for name in topology.shard_queues:
-        queue = await channel.declare_queue(
+        queue = await _declare_shard_queue(
+            channel,
             name,
-            durable=True,
-            arguments={
+            {
                 "x-queue-type": "quorum",
                 "x-single-active-consumer": True,
                 "x-dead-letter-exchange": topology.dead_letter_exchange,
@@ -118,6 +127,37 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
         await queue.bind(bids, routing_key="1")
         shards.append(queue)
     return shards
+
+
+async def _declare_shard_queue(
+    channel: AbstractChannel, name: str, arguments: dict[str, FieldValue]
+) -> AbstractQueue:
+    """Declare a shard queue, or take it as it is when an older release declared it otherwise.
+
+    Queue arguments cannot change once declared (RabbitMQ refuses the declaration), and a
+    `delivery-limit` policy can only lower a limit set by argument, never raise it. A queue from
+    before DELIVERY_LIMIT was raised keeps working with its old limit until an operator recreates it.
+    """
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        log.warning(
+            "shard queue %s keeps the arguments it was declared with (%s); recreate it to get a"
+            " delivery limit of %d (README: Delivery limit)",
+            name,
+            exc.args[0] if exc.args else exc,
+            DELIVERY_LIMIT,
+        )
+    if channel.is_closed:
+        await channel.reopen()
+    return await channel.declare_queue(name, passive=True)
+
+
+async def dead_letter_depth(channel: AbstractChannel, topology: Topology) -> int:
+    """Messages waiting in the dead-letter queue (ready ones: what nobody has looked at yet)."""
+    queue = await channel.declare_queue(topology.dead_letter_queue, passive=True)
+    count = queue.declaration_result.message_count
+    return count if count is not None else 0
 
 
 # How often a lost connection is retried once it was up.
@@ -154,7 +194,8 @@ class Publisher:
     """Publishes persistent messages to the events exchange and waits for the broker's confirm.
 
     Unroutable messages are returned by the broker and raise, so a confirm always means a queue has
-    the message. Concurrent callers share one channel: their confirms pipeline.
+    the message. Concurrent callers share one channel with no lock: a loop iteration's publishes
+    leave in one write and their confirms pipeline (confirms.py says how their order is kept).
     """
 
     def __init__(self, connection: AbstractRobustConnection, topology: Topology, timeout: float):
@@ -162,7 +203,7 @@ class Publisher:
         self._topology = topology
         self._timeout = timeout
         self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        self._confirmed: ConfirmedChannel | None = None
         self._reopening: asyncio.Lock = asyncio.Lock()
 
     @property
@@ -171,7 +212,7 @@ class Publisher:
 
     async def open(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._exchange = await declare_events_exchange(self._channel, self._topology)
+        await declare_events_exchange(self._channel, self._topology)
 
     async def _reopen_if_lost(self) -> None:
         """A robust channel normally comes back with its connection; if it stayed closed while the
@@ -184,8 +225,20 @@ class Publisher:
                 await self.open()
 
     async def close(self) -> None:
+        if self._confirmed is not None:
+            self._confirmed.close()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
+
+    async def _current(self, channel: AbstractChannel) -> ConfirmedChannel:
+        """The confirmed publisher of the channel's present underlying channel (new after a restore)."""
+        underlying = await channel.get_underlay_channel()  # a robust channel waits for its reconnect
+        confirmed = self._confirmed
+        if confirmed is None or confirmed.channel is not underlying:
+            if confirmed is not None:
+                confirmed.close()
+            confirmed = self._confirmed = ConfirmedChannel(cast(aiormq.Channel, underlying))
+        return confirmed
 
     async def send(self, message: Contract) -> None:
         """Publish one contract with the routing key, headers and mandatory flag it owns."""
@@ -207,28 +260,39 @@ class Publisher:
         mandatory: bool = True,
     ) -> None:
         """Return once the broker has confirmed the message, else raise DependencyDown."""
-        if self._exchange is None:
+        channel = self._channel
+        if channel is None:
             raise DependencyDown("RabbitMQ")
-        # When it entered the broker (a shard's lag), and the request that caused it (the consumer
-        # logs under it); the trace context is added by the aio-pika instrumentation (`traceparent`).
+        # When it entered the broker (a shard's lag), the request that caused it (the consumer logs
+        # under it) and the trace context (`traceparent`), all in the message's headers.
         headers = {**(headers or {}), PUBLISHED_AT: time.time()}
         if (rid := request_id.current()) is not None:
             headers[request_id.MESSAGE_HEADER] = rid
+        inject_trace(headers)
         started = time.perf_counter()
-        message = aio_pika.Message(
-            body,
+        properties = Basic.Properties(
             content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=PERSISTENT,
             message_id=message_id,
             headers=headers,
         )
         try:
-            # The outer bound also covers what aio-pika's own timeout does not: waiting for a robust
-            # channel that is being restored, and a confirm lost with a dying connection.
+            # One bound for everything: a robust channel being restored, the write, the confirm.
             async with asyncio.timeout(self._timeout):
-                await self._exchange.publish(
-                    message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout
-                )
+                if channel.is_closed:
+                    raise aio_pika.exceptions.ChannelInvalidStateError("the publisher's channel is closed")
+                confirmed = await self._current(channel)
+                try:
+                    await confirmed.publish(
+                        self.exchange_name, routing_key, body, properties, mandatory=mandatory
+                    )
+                except asyncio.CancelledError:
+                    # A channel closed without a reason rejects its confirmations with CancelledError:
+                    # that is a lost channel, unless this task itself is being cancelled (or timed out).
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    raise aio_pika.exceptions.ChannelInvalidStateError("the channel closed") from None
             BROKER_PUBLISH.labels(routing_key).observe(time.perf_counter() - started)
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)

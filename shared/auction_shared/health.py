@@ -15,6 +15,8 @@ from .web import SETTINGS
 
 # One dependency's check: True when it answers.
 HealthCheck = Callable[[web.Application], Awaitable[bool]]
+# Figures a /health body reports beside its dependencies (they never make it fail).
+HealthFigures = Callable[[web.Application], Awaitable[dict[str, object]]]
 
 
 async def database_answers(app: web.Application) -> bool:
@@ -27,7 +29,9 @@ async def broker_connected(app: web.Application) -> bool:
     return broker_is_up(app[CONNECTION])
 
 
-def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Awaitable[web.Response]]:
+def health_handler(
+    checks: dict[str, HealthCheck], figures: HealthFigures | None = None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """GET /health: 200 when every dependency answers, else 503 naming the ones that are down."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -35,9 +39,9 @@ def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Aw
         results = await asyncio.gather(*(checks[n](request.app) for n in names))
         deps = {n: ("up" if ok else "down") for n, ok in zip(names, results)}
         healthy = all(results)
-        return json_response(
-            {"status": "ok" if healthy else "unavailable", "dependencies": deps},
-            status=200 if healthy else 503,
-        )
+        body: dict[str, object] = {"status": "ok" if healthy else "unavailable", "dependencies": deps}
+        if figures is not None:
+            body.update(await figures(request.app))
+        return json_response(body, status=200 if healthy else 503)
 
     return handler

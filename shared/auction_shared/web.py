@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import ConfigError, Settings
-from .known_users import known_user_middleware
+from .known_users import KnownUsers, known_user_middleware
 from .observability import observe
 from .observability.metrics import http_metrics_middleware
 from .observability.request_id import request_id_middleware
@@ -30,7 +30,7 @@ def base_app(settings: Settings, **kwargs: Any) -> web.Application:
             request_id_middleware,
             http_metrics_middleware,
             problem_middleware,
-            known_user_middleware(settings.jwt_secret),
+            known_user_middleware(settings.jwt_secret, KnownUsers(settings.known_user_ttl_seconds)),
             *kwargs.pop("middlewares", []),
         ],
         client_max_size=MAX_BODY_BYTES,

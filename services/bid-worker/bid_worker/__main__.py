@@ -31,10 +31,17 @@ async def main() -> None:
     await worker.start()
     health = await start_health(worker, port) if port is not None else None
     log.info("bid-worker %s consuming %d shards", worker.worker.worker_id, settings.bid_shards)
-    await stop.wait()
+    # A shard loop that cannot be restarted ends the process (non-zero): its orchestrator restarts
+    # it, instead of a worker that stays the active consumer of a shard it no longer processes.
+    stopped, failed = asyncio.create_task(stop.wait()), asyncio.create_task(worker.failed.wait())
+    await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
     if health is not None:
         await health.cleanup()
     await worker.stop()
+    if worker.failed.is_set():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

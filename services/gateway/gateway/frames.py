@@ -12,6 +12,8 @@ OFFER_PAGE = "offers"  # the answer to get_offers: one page of offers
 OFFER_CREATED = "offerCreated"
 OFFER_UPDATED = "offerUpdated"
 OFFER_SOLD = "offerSold"
+OFFER_ENDED = "offerEnded"
+BID_UPDATED = "bidUpdated"
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
 

@@ -1,4 +1,9 @@
-"""Forwarding a public request to the service that owns it, over one pooled client session."""
+"""Forwarding a public request to the service that owns it, over pooled keep-alive connections.
+
+The path sent on is rebuilt from the route's template and its validated values (ids are UUIDs),
+never copied from the client's raw path: no `..`, encoded slash or other trick in a value can make
+the service see another route than the one the gateway matched.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,26 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
-import aiohttp
 from aiohttp import web
 
+from auction_shared.client_address import client_address
 from auction_shared.config import Settings
 from auction_shared.observability import request_id
-from auction_shared.problems import DependencyDown
+from auction_shared.observability.tracing import inject_trace
+from auction_shared.problems import DependencyDown, Problem
+from auction_shared.validation import parse_uuid
 from auction_shared.web import SETTINGS, identity
+
+from .upstream import Upstream, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
-Upstream = Literal["auth", "offers", "bids"]
-AUTH: Upstream = "auth"
-OFFERS: Upstream = "offers"
-BIDS: Upstream = "bids"
+ServiceName = Literal["auth", "offers", "bids"]
+AUTH: ServiceName = "auth"
+OFFERS: ServiceName = "offers"
+BIDS: ServiceName = "bids"
 
-SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
-BASE_URLS = web.AppKey("upstream_urls", dict)
+UPSTREAMS = web.AppKey("upstreams", dict)
 
 # Request headers a service needs; everything else stays at the gateway.
 FORWARD_REQUEST = ("Authorization", "Content-Type", "Idempotency-Key", "Accept", "X-Request-Id")
@@ -37,70 +45,96 @@ FORWARD_RESPONSE = (
     "Allow",
     "Idempotent-Replayed",
 )
+_FORWARD_RESPONSE_KEYS = tuple((name, name.lower()) for name in FORWARD_RESPONSE)
+# What each route value names (a 404 for a malformed one, as the services answer).
+ROUTE_IDS = {"offer_id": "offer", "bid_id": "bid"}
 
 
 def upstreams(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=settings.dependency_timeout),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        )
-        app[SESSION] = session
-        app[BASE_URLS] = {AUTH: settings.auth_url, OFFERS: settings.offers_url, BIDS: settings.bids_url}
+        timeout = settings.dependency_timeout
+        app[UPSTREAMS] = {
+            AUTH: Upstream(settings.auth_url, timeout),
+            OFFERS: Upstream(settings.offers_url, timeout),
+            BIDS: Upstream(settings.bids_url, timeout),
+        }
         yield
-        await session.close()
+        for upstream in app[UPSTREAMS].values():
+            upstream.close()
 
     return ctx
 
 
-def forward(upstream: Upstream, *, public: bool = False) -> Callable[[web.Request], Awaitable[web.Response]]:
+def forwarded_path(request: web.Request) -> str:
+    """The matched route's template filled with its checked values, plus the query string."""
+    resource = request.match_info.route.resource
+    assert resource is not None
+    path = resource.canonical
+    if request.match_info:
+        values = {}
+        for name, raw in request.match_info.items():
+            what = ROUTE_IDS.get(name)
+            if what is None:  # a route value nobody validates is a route added without thought
+                raise Problem(404, "no such resource")
+            values[name] = str(parse_uuid(raw, what))
+        path = path.format_map(values)
+    query = request.rel_url.raw_query_string
+    return f"{path}?{query}" if query else path
+
+
+async def _send(
+    app: web.Application,
+    upstream: ServiceName,
+    method: str,
+    path_qs: str,
+    headers: dict[str, str],
+    body: bytes | None,
+) -> UpstreamResponse:
+    client: Upstream = app[UPSTREAMS][upstream]
+    try:
+        return await client.request(method, path_qs, headers, body)
+    except (UpstreamError, asyncio.TimeoutError) as exc:
+        log.warning("%s service unreachable for %s %s: %r", upstream, method, path_qs.partition("?")[0], exc)
+        raise DependencyDown(f"the {upstream} service") from None
+
+
+def forward(
+    upstream: ServiceName, *, public: bool = False
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A handler that checks the token (unless `public`) and relays the request to `upstream`."""
 
     async def handler(request: web.Request) -> web.Response:
         if not public:
             identity(request)  # 401 here, before the request costs a hop
+        path_qs = forwarded_path(request)
         body = await request.read() if request.body_exists else None
-        headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
-        headers["X-Forwarded-For"] = request.remote or ""
+        incoming = request.headers
+        headers = {h: incoming[h] for h in FORWARD_REQUEST if h in incoming}
+        headers["X-Forwarded-For"] = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
         headers[request_id.HEADER] = request_id.current() or request_id.new()
-        url = request.app[BASE_URLS][upstream] + request.rel_url.raw_path_qs
-        try:
-            async with request.app[SESSION].request(
-                request.method, url, data=body, headers=headers, allow_redirects=False
-            ) as resp:
-                payload = await resp.read()
-                out = {h: resp.headers[h] for h in FORWARD_RESPONSE if h in resp.headers}
-                return web.Response(body=payload, status=resp.status, headers=out)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-            log.warning("%s service unreachable for %s %s: %r", upstream, request.method, request.path, exc)
-            raise DependencyDown(f"the {upstream} service") from None
+        inject_trace(headers)  # the lean client has no instrumentation: carry the trace by hand
+        resp = await _send(request.app, upstream, request.method, path_qs, headers, body)
+        got = resp.headers
+        out = {name: got[key] for name, key in _FORWARD_RESPONSE_KEYS if key in got}
+        return web.Response(body=resp.body, status=resp.status, headers=out)
 
     return handler
 
 
-async def fetch(app: web.Application, upstream: Upstream, path_qs: str, token: str) -> tuple[int, bytes]:
-    """GET `path_qs` from `upstream` as the token's owner, on the pooled session (the WebSocket's reads)."""
-    url = app[BASE_URLS][upstream] + path_qs
+async def fetch(app: web.Application, upstream: ServiceName, path_qs: str, token: str) -> tuple[int, bytes]:
+    """GET `path_qs` from `upstream` as the token's owner, on the pooled connections (the WebSocket's reads)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     if (rid := request_id.current()) is not None:
         headers[request_id.HEADER] = rid
-    try:
-        async with app[SESSION].get(url, headers=headers, allow_redirects=False) as resp:
-            return resp.status, await resp.read()
-    except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-        log.warning("%s service unreachable for GET %s: %r", upstream, path_qs, exc)
-        raise DependencyDown(f"the {upstream} service") from None
+    inject_trace(headers)
+    resp = await _send(app, upstream, "GET", path_qs, headers, None)
+    return resp.status, resp.body
 
 
-async def upstream_healthy(app: web.Application, upstream: Upstream) -> bool:
-    url = app[BASE_URLS][upstream] + "/health"
-    timeout = aiohttp.ClientTimeout(total=app[SETTINGS].dependency_timeout)
+async def upstream_healthy(app: web.Application, upstream: ServiceName) -> bool:
+    client: Upstream = app[UPSTREAMS][upstream]
     try:
-        async with app[SESSION].get(url, timeout=timeout) as resp:
-            await resp.read()
-            return resp.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+        resp = await client.request("GET", "/health", {})
+    except (UpstreamError, asyncio.TimeoutError):
         return False
+    return resp.status == 200

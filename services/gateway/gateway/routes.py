@@ -25,6 +25,7 @@ def setup_routes(app: web.Application) -> None:
     add_aliased(r.add_get, "/v1/offer/{offer_id}", forward(OFFERS))
     add_aliased(r.add_get, "/v1/offer/{offer_id}/bids", forward(BIDS))
     add_aliased(r.add_post, "/v1/bid", forward(BIDS))
+    add_aliased(r.add_get, "/v1/bid", forward(BIDS))
     add_aliased(r.add_get, "/v1/bid/{bid_id}", forward(BIDS))
     # The sale changes the offer, so the offers service owns accepting a bid.
     add_aliased(r.add_put, "/v1/bid/{bid_id}", forward(OFFERS))

@@ -73,6 +73,10 @@ SHARD_HANDOVERS = Counter(
 DEAD_LETTERS = Counter(
     "auction_dead_letters", "Messages rejected to the dead-letter queue, by reason.", ["reason"]
 )
+DEAD_LETTER_DEPTH = Gauge(
+    "auction_dead_letter_depth",
+    "Messages waiting in the dead-letter queue at the bid-worker's last look (every 15 s).",
+)
 
 # --- transactional outbox (offers service) ---
 OUTBOX_BACKLOG = Gauge("auction_outbox_backlog", "Outbox rows not yet published, at the last relay pass.")

@@ -6,8 +6,9 @@ span is recorded and exported, and the trace context travels in HTTP and AMQP he
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -66,6 +67,14 @@ def link_to(headers: Mapping[str, object] | None) -> trace.Link | None:
     """A link to the span that published a message, for a span that handles many messages at once."""
     span_context = trace.get_current_span(context_of(headers)).get_span_context()
     return trace.Link(span_context) if span_context.is_valid else None
+
+
+def inject_trace(headers: MutableMapping[str, Any]) -> None:
+    """Add the current trace context (`traceparent`) to a message's headers; nothing when tracing is
+    off (the publisher writes its frames itself, so no instrumentation does it there)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    headers.update(carrier)
 
 
 def carried() -> dict[str, str]:

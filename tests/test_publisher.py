@@ -1,0 +1,192 @@
+"""The confirmed publisher against the real broker: each caller gets its own message's outcome.
+
+Publishes of one loop iteration leave in one write and share one channel with no lock, so the hard
+cases are about credit: a confirm, a nack or a return must reach the publish it belongs to (else a
+bid the broker never took would be answered 202), under concurrency and across a lost connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from auction_shared.broker import Publisher, Topology, broker_is_up, connect
+from auction_shared.config import Settings
+from auction_shared.problems import DependencyDown
+from tests.support.faultproxy import FaultProxy
+from tests.support.waiting import wait_until
+
+# Routing keys of the three outcomes: bound to a quorum queue, to a full queue, to nothing.
+KEPT, REFUSED, UNROUTABLE = "kept.x", "full.x", "nowhere.x"
+
+
+@dataclass
+class Broker:
+    """A topic exchange of the test's own with one queue per outcome, and a reader of the kept one."""
+
+    topology: Topology
+    channel: AbstractChannel
+    kept_queue: str
+    full_queue: str
+
+    async def kept_ids(self) -> list[str]:
+        queue = await self.channel.get_queue(self.kept_queue)
+        ids = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            assert message.message_id is not None
+            ids.append(message.message_id)
+        return ids
+
+
+@pytest.fixture
+async def own_broker(settings: Settings) -> AsyncIterator[Broker]:
+    topology = Topology(prefix=f"{settings.amqp_prefix}_pub_{uuid.uuid4().hex[:6]}", bid_shards=1)
+    connection = await aio_pika.connect(settings.amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    kept = await channel.declare_queue(
+        f"{topology.prefix}.kept", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await kept.bind(exchange, "kept.#")
+    # Holds nothing and refuses what does not fit: the broker answers each such publish with a nack.
+    full = await channel.declare_queue(
+        f"{topology.prefix}.full", durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+    )
+    await full.bind(exchange, "full.#")
+    try:
+        yield Broker(topology, channel, kept.name, full.name)
+    finally:
+        await channel.queue_delete(kept.name)
+        await channel.queue_delete(full.name)
+        await channel.exchange_delete(topology.events_exchange)
+        await connection.close()
+
+
+async def open_publisher(
+    settings: Settings, topology: Topology, timeout: float = 5.0
+) -> tuple[AbstractRobustConnection, Publisher]:
+    connection = await connect(settings)
+    publisher = Publisher(connection, topology, timeout)
+    await publisher.open()
+    return connection, publisher
+
+
+async def outcome(publisher: Publisher, key: str, message_id: str) -> str:
+    """What the caller of one publish sees: confirmed, refused (nack), returned or down."""
+    try:
+        await publisher.publish(key, b'{"n": 1}', message_id=message_id, headers={"offer_id": message_id})
+    except DependencyDown as exc:
+        cause = exc.__cause__
+        if isinstance(cause, aio_pika.exceptions.PublishError):
+            return "returned"
+        if isinstance(cause, aio_pika.exceptions.DeliveryError):
+            return "refused"
+        return "down"
+    return "confirmed"
+
+
+EXPECTED = {KEPT: "confirmed", REFUSED: "refused", UNROUTABLE: "returned"}
+
+
+async def test_concurrent_publishes_each_get_the_outcome_of_their_own_message(
+    settings: Settings, own_broker: Broker
+) -> None:
+    connection, publisher = await open_publisher(settings, own_broker.topology)
+    rng = random.Random(14)
+    try:
+        for wave in range(3):
+            keys = [rng.choice((KEPT, KEPT, REFUSED, UNROUTABLE)) for _ in range(600)]
+            ids = [f"{wave}-{i}" for i in range(len(keys))]
+            # All at once: they leave in a few writes, and the quorum queue confirms later than the
+            # full queue refuses, so acks, nacks and returns come back interleaved.
+            seen = await asyncio.gather(*(outcome(publisher, k, i) for k, i in zip(keys, ids)))
+            wrong = [(i, k, s) for i, k, s in zip(ids, keys, seen) if s != EXPECTED[k]]
+            assert not wrong, f"{len(wrong)} publishes got another message's outcome: {wrong[:10]}"
+            kept = await own_broker.kept_ids()
+            assert sorted(kept) == sorted(i for i, k in zip(ids, keys) if k == KEPT)
+    finally:
+        await publisher.close()
+        await connection.close()
+
+
+async def test_a_return_reaches_its_own_publish_when_another_with_the_same_id_is_in_flight(
+    settings: Settings, own_broker: Broker
+) -> None:
+    connection, publisher = await open_publisher(settings, own_broker.topology)
+    try:
+        # A retry republishes a bid under its id; the broker's return names only that id.
+        pairs = [(f"same-{n}", key) for n in range(100) for key in (KEPT, UNROUTABLE, KEPT, REFUSED)]
+        seen = await asyncio.gather(*(outcome(publisher, key, mid) for mid, key in pairs))
+        assert list(seen) == [EXPECTED[key] for _, key in pairs]
+        kept = await own_broker.kept_ids()
+        assert sorted(kept) == sorted([f"same-{n}" for n in range(100)] * 2)
+    finally:
+        await publisher.close()
+        await connection.close()
+
+
+async def test_a_connection_lost_mid_batch_confirms_only_what_the_broker_took_and_publishing_resumes(
+    settings: Settings, own_broker: Broker
+) -> None:
+    with FaultProxy("127.0.0.1", 5672) as proxy:
+        through = replace(settings, amqp_url=proxy.url_for(settings.amqp_url))
+        connection, publisher = await open_publisher(through, own_broker.topology, timeout=3.0)
+        try:
+            ids = [f"cut-{i}" for i in range(2000)]
+            calls = [asyncio.create_task(outcome(publisher, KEPT, i)) for i in ids]
+            # Let the first batches go out, then cut while later ones are written or unconfirmed.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            proxy.cut()
+            seen = await asyncio.gather(*calls)
+            assert set(seen) <= {"confirmed", "down"}, set(seen)
+            assert "down" in seen, "the cut came too late to catch anything in flight"
+            # Every publish answered as confirmed is in the queue (a 503 may still have reached it).
+            proxy.restore()
+            await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+            after = [f"after-{i}" for i in range(200)]
+            resumed = await asyncio.gather(*(outcome(publisher, KEPT, i) for i in after))
+            assert set(resumed) == {"confirmed"}
+            kept = set(await own_broker.kept_ids())
+            confirmed = {i for i, s in zip(ids, seen) if s == "confirmed"}
+            assert confirmed <= kept, f"{len(confirmed - kept)} confirmed messages missing"
+            assert set(after) <= kept
+        finally:
+            await publisher.close()
+            await connection.close()
+
+
+async def test_a_channel_the_broker_closes_mid_batch_fails_its_publishes_and_the_next_ones_get_through(
+    settings: Settings, own_broker: Broker
+) -> None:
+    connection, publisher = await open_publisher(settings, own_broker.topology, timeout=3.0)
+    try:
+        # An exchange deleted under the publisher: the broker closes its channel (404) on the next
+        # publish, failing every publish of that batch; the robust channel reopens and re-declares it.
+        await own_broker.channel.exchange_delete(own_broker.topology.events_exchange)
+        seen = await asyncio.gather(*(outcome(publisher, KEPT, f"lost-{i}") for i in range(300)))
+        assert set(seen) == {"down"}, set(seen)
+
+        async def publishes_again() -> bool:
+            return await outcome(publisher, UNROUTABLE, uuid.uuid4().hex) == "returned"
+
+        await wait_until(publishes_again, 30, "the publisher's channel reopened")
+        # Re-bind the queues the deleted exchange took with it, then publish as before.
+        exchange = await own_broker.channel.get_exchange(own_broker.topology.events_exchange)
+        kept = await own_broker.channel.get_queue(own_broker.kept_queue)
+        await kept.bind(exchange, "kept.#")
+        seen = await asyncio.gather(*(outcome(publisher, KEPT, f"again-{i}") for i in range(300)))
+        assert set(seen) == {"confirmed"}
+        assert sorted(await own_broker.kept_ids()) == sorted(f"again-{i}" for i in range(300))
+    finally:
+        await publisher.close()
+        await connection.close()
