@@ -58,7 +58,8 @@ async def judged_bid(
 
     async def judged() -> dict[str, Any] | None:
         status, body = await api.get(bidder, f"/v1/bid/{bid['id']}")
-        return body if status == 200 else None
+        # Intake's pending row reads 200 at once: judged means a status the worker gave it.
+        return body if status == 200 and body["status"] != "pending" else None
 
     found: dict[str, Any] = await wait_until(judged, 30, f"bid {bid['id']} judged by the worker")
     return found
