@@ -31,7 +31,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 venv: $(VENV)/.dev
 
 run: $(VENV)/.runtime ## start every service against local PostgreSQL and RabbitMQ
-	-@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_consistent_hash_exchange >/dev/null 2>&1
+	-@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_prometheus rabbitmq_consistent_hash_exchange >/dev/null 2>&1
 	$(PY) deploy/run_local.py
 
 env: ## write .env for docker compose with new random secrets (never overwrites one)

@@ -109,8 +109,8 @@ async def test_a_killed_worker_is_restarted_and_bids_keep_being_applied(supervis
             except aiohttp.ClientError:
                 return False
 
-        await wait_until(up, 60, f"make run's stack to answer:\n{supervisor.output()}")
-        await wait_until(lambda: "consuming" in supervisor.output(), 30, "the bid-worker to consume")
+        await wait_until(up, 120, f"make run's stack to answer:\n{supervisor.output()}")
+        await wait_until(lambda: "consuming" in supervisor.output(), 60, "the bid-worker to consume")
         seller, bidder = await api.accounts(2)
         offer = await api.create_offer(seller)
 

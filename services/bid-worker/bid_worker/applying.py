@@ -24,7 +24,7 @@ from auction_shared.outages import DATABASE_REFUSED, DATABASE_REFUSES_THE_VALUES
 from auction_shared.outbox import OutboxRelay
 from auction_shared.retry import Backoff, retry
 
-from . import announcing, store
+from . import announcing, observed, store
 
 log = logging.getLogger("bid_worker")
 
@@ -160,5 +160,10 @@ class Applier:
             await announcing.announce(conn, self._relay, outcomes, offer_rows, [*new_bids, *earlier])
         result.decisions = [Decision(bid, final[bid.bid_id], reason) for bid, _, reason in judged]
         result.ended = sum(o.ended for o in outcomes)
+        observed.ends_fired(
+            now - o.auction.ends_at
+            for o in outcomes
+            if o.ended and offers[o.auction.id].auction.status is rules.Status.LIVE and o.auction.ends_at
+        )
         self._relay.wake()
         return result

@@ -102,6 +102,7 @@ class BidWorker:
         await setup.close()
         self._publisher = Publisher(self._connection, self.topology, self.settings.dependency_timeout)
         await self._publisher.open()
+        observed.started(self.settings.bid_shards)
         self._dead = DeadLetters(self._connection, self.topology, self.settings.dependency_timeout)
         await self._dead.open()
         self._relay = OutboxRelay(self._pool, self._publisher)
