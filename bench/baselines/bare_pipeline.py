@@ -21,6 +21,8 @@ import orjson
 from aio_pika.abc import AbstractExchange
 from aiohttp import web
 
+from auction_shared.web import LISTEN_BACKLOG
+
 EXCHANGE = web.AppKey("exchange", AbstractExchange)
 BIDDER = uuid.uuid4()
 
@@ -102,5 +104,6 @@ if __name__ == "__main__":
         host="127.0.0.1",
         port=int(os.environ["BARE_PORT"]),
         access_log=None,
+        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
         print=lambda _: print("bare pipeline listening", flush=True),
     )
