@@ -8,12 +8,16 @@ IMAGE_TARGETS := migrate auth offers bids gateway bid-worker
 IMAGE_TAG ?= 0.1.0
 REGISTRY ?=
 
-.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check
+.PHONY: all check lint format typecheck unit run test bench bench-quick migrate venv clean images deploy-check env dead-letters replay-dead-letters
 
 all: check test
 
 # Two stamps: `make run` needs only the services' packages, the tests and benchmarks need more.
 $(VENV)/.runtime: requirements.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  || { echo "needs Python 3.11 or newer as $(PYTHON) (or set PYTHON=...): apt-get install -y python3"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
+	  || { echo "$(PYTHON) cannot make a venv: apt-get install -y python3-venv"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -30,8 +34,17 @@ run: $(VENV)/.runtime ## start every service against local PostgreSQL and Rabbit
 	-@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_consistent_hash_exchange >/dev/null 2>&1
 	$(PY) deploy/run_local.py
 
+env: ## write .env for docker compose with new random secrets (never overwrites one)
+	$(PYTHON) deploy/make_env.py
+
 migrate: $(VENV)/.runtime ## create the database if missing and apply migrations
 	$(PY) -m auction_shared.migrate
+
+dead-letters: $(VENV)/.runtime ## list the dead-letter queue (AMQP_URL, AMQP_PREFIX): one JSON line per message, with why it died
+	$(PY) -m bid_worker.dead_letter_queue list
+
+replay-dead-letters: $(VENV)/.runtime ## publish dead-lettered bids back to their shards (IDS="id ..." for some only)
+	$(PY) -m bid_worker.dead_letter_queue replay $(IDS)
 
 check: lint typecheck unit ## the gate: lint, format, strict types, and the tests that need no server
 
@@ -50,6 +63,7 @@ unit: venv ## the tests that need no PostgreSQL, RabbitMQ or running stack
 	$(PY) -m pytest -q -m unit
 
 test: venv ## the whole suite against this machine's real PostgreSQL and RabbitMQ
+	.ci/test-tools
 	$(PY) -m pytest
 
 bench: venv ## measure the stack against bare baselines (minutes): BENCHMARKS.md + bench/latency-percentiles.png

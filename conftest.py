@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -47,6 +48,17 @@ async def bids_client(aiohttp_client, settings: Settings) -> TestClient:
 
 
 @pytest.fixture
+async def fresh_login_attempts(settings: Settings) -> None:
+    """Forget the login attempts earlier tests counted (every auth app of the run shares them in the
+    database): for tests of a small limit, whose own attempts must be the only ones."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("DELETE FROM login_attempts")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 def make_user(auth_client: TestClient):
     """Sign up and log in a fresh user through the real auth app."""
 
@@ -62,6 +74,15 @@ async def world(settings: Settings) -> AsyncIterator[World]:
     share its loop (`pytestmark = pytest.mark.asyncio(loop_scope="module")`)."""
     async with running_world(settings) as w:
         yield w
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the run's database, to put rows in states no route reaches in a moment;
+    for tests on their module's loop (those that use `world`)."""
+    conn = await asyncpg.connect(settings.database_url)
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture

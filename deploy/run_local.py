@@ -1,7 +1,8 @@
 """`make run`: check PostgreSQL and RabbitMQ, migrate, then start every service and supervise them.
 
-One line per service says where it listens; Ctrl-C (or SIGTERM) stops them all. If one dies, the
-others are stopped too, so a half-running stack never looks healthy.
+One line per service says where it listens; Ctrl-C (or SIGTERM) stops them all. A process that dies
+is started again after a pause that doubles with each crash (and says so); only one that exits with
+a configuration error stops the whole stack, since starting it again cannot help.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import os
 import secrets
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
+from local_accounts import LocalAccounts, broker_accounts, database_accounts
 
 from auction_shared.config import Settings, read, setting
 from auction_shared.db import describe
 from auction_shared.migrate import main as migrate_main
 
 ROOT = Path(__file__).resolve().parents[1]
+# Metrics of the processes on consecutive ports from here (METRICS_PORT moves the first).
+DEFAULT_METRICS_PORT = 9100
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92"]
 
 
@@ -77,42 +82,111 @@ async def pump(name: str, color: str, stream: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-async def supervise(settings: Settings) -> int:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    children: list[tuple[str, asyncio.subprocess.Process]] = []
-    pumps = []
-    for i, (name, module, extra) in enumerate(plan(settings)):
-        proc = await asyncio.create_subprocess_exec(
+# A crashed child is started again after this many seconds, doubling up to the cap; one that ran
+# this long before it died starts again at the first delay.
+RESTART_FIRST = 0.5
+RESTART_CAP = 30.0
+RESTART_STABLE = 60.0
+# `python -m <service>` exits with 2 on a configuration error: starting it again cannot help.
+CONFIG_ERROR = 2
+
+
+class Child:
+    """One supervised process: started, its output pumped, restarted with backoff when it dies."""
+
+    def __init__(self, name: str, module: str, env: dict[str, str], color: str) -> None:
+        self.name = name
+        self.module = module
+        self.env = env
+        self.color = color
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> asyncio.subprocess.Process:
+        self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            module,
-            env={**env, **extra},
+            self.module,
+            env=self.env,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        children.append((name, proc))
-        pumps.append(asyncio.create_task(pump(name, COLORS[i % len(COLORS)], proc.stdout)))
+        return self.proc
 
+    async def keep_running(self, stop: asyncio.Event) -> int:
+        """Run until `stop`; return 0, or the exit code that made restarting pointless."""
+        delay = RESTART_FIRST
+        while True:
+            proc = await self.start()
+            if stop.is_set():  # stopped while it was starting: it missed the SIGTERM
+                self.terminate()
+            started = time.monotonic()
+            assert proc.stdout is not None
+            await pump(self.name, self.color, proc.stdout)
+            code = await proc.wait()
+            if stop.is_set():
+                return 0
+            if code == CONFIG_ERROR:
+                print(f"{self.name} exited with a configuration error; not restarting it", flush=True)
+                return code
+            if time.monotonic() - started >= RESTART_STABLE:
+                delay = RESTART_FIRST
+            print(f"{self.name} exited with code {code}; restarting it in {delay:.1f}s", flush=True)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return 0
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, RESTART_CAP)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
+def child_env(settings: Settings, index: int) -> dict[str, str]:
+    """Readable logs, and each process's metrics on its own port (METRICS_PORT is the first)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("LOG_FORMAT", "console")
+    env["METRICS_PORT"] = str(metrics_base(settings) + index)
+    return env
+
+
+def metrics_base(settings: Settings) -> int:
+    return settings.metrics_port or DEFAULT_METRICS_PORT
+
+
+async def supervise(settings: Settings, accounts: LocalAccounts) -> int:
+    """Start every process and keep each running until Ctrl-C or SIGTERM; then stop them all."""
+    children = [
+        Child(
+            name,
+            module,
+            {**accounts.environment(module, child_env(settings, i)), **extra},
+            COLORS[i % len(COLORS)],
+        )
+        for i, (name, module, extra) in enumerate(plan(settings))
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    waits = {asyncio.create_task(p.wait()): name for name, p in children}
+    keepers = [asyncio.create_task(c.keep_running(stop)) for c in children]
     stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if stopper not in done:
-        died = [waits[t] for t in done]
-        print(f"\n{', '.join(died)} exited; stopping the others", flush=True)
+    done, _ = await asyncio.wait([stopper, *keepers], return_when=asyncio.FIRST_COMPLETED)
+    # Only a configuration error ends a keeper early: the stack cannot run as configured.
+    code = 0 if stopper in done else 1
+    stop.set()
+    print("\nstopping every service", flush=True)
+    for child in children:
+        child.terminate()
+    try:
+        await asyncio.wait_for(asyncio.gather(*keepers, return_exceptions=True), timeout=20)
+    except asyncio.TimeoutError:
+        for child in children:
+            if child.proc is not None and child.proc.returncode is None:
+                child.proc.kill()
         code = 1
-    else:
-        print("\nstopping every service", flush=True)
-    for _, proc in children:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(asyncio.gather(*(p.wait() for _, p in children)), timeout=20)
-    await asyncio.gather(*pumps, return_exceptions=True)
     return code
 
 
@@ -122,18 +196,31 @@ def main() -> int:
         print("JWT_SECRET not set: generated one for this run (tokens end with it)")
     settings = Settings.from_env()
     print(f"PostgreSQL: {describe(settings.database_url)}")
-    if migrate_main_sync() != 0:
-        return 1
+    # The migrate step gives each service's role this run's password; only that service gets it.
+    migrate_env, database_urls = database_accounts(settings)
+    os.environ.update(migrate_env)
+    try:
+        if migrate_main_sync() != 0:
+            return 1
+    finally:
+        for name in migrate_env:
+            del os.environ[name]
     problem = asyncio.run(broker_ready(settings))
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    print("RabbitMQ: ok (management UI, if enabled: http://127.0.0.1:15672, guest/guest)")
+    amqp_urls, why_not = asyncio.run(broker_accounts(settings))
+    print(why_not or "RabbitMQ: ok, a user per service (management UI, if enabled: http://127.0.0.1:15672)")
     print(
         f"API on http://{settings.host}:{settings.gateway_port} "
         f"(try /ping, /health, /index); Ctrl-C stops everything"
     )
-    return asyncio.run(supervise(settings))
+    count = len(plan(settings))
+    base = metrics_base(settings)
+    print(
+        f"Prometheus metrics: http://{settings.host}:{base}/metrics … :{base + count - 1} (one port per process)"
+    )
+    return asyncio.run(supervise(settings, LocalAccounts(database_urls, amqp_urls)))
 
 
 def migrate_main_sync() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -24,16 +25,25 @@ from pamqp.common import FieldValue
 from .config import Settings
 from .confirms import ConfirmedChannel
 from .events import Contract
+from .observability import request_id
+from .observability.metrics import BROKER_PUBLISH
+from .observability.tracing import PUBLISHED_AT, inject_trace
+from .outages import BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
+from .retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 # A message that keeps coming back (its worker crashed with it in hand, again and again) goes to the
-# dead-letter queue after this many deliveries. Unparseable messages go there at once. Handing a
-# shard to another worker returns its prefetched messages too, which also counts: keep it generous.
-DELIVERY_LIMIT = 20
+# dead-letter queue after this many deliveries. Unparseable messages go there at once. RabbitMQ 3.x
+# counts every return toward the limit, also the prefetched messages a worker gives back when it
+# hands a shard on or dies: a bid near the head of a busy shard is returned once per hand-over. At
+# 20 a day of redeploys could dead-letter a valid 202 bid; 200 leaves that to a message that really
+# kills its worker again and again. It is a queue argument, fixed when the queue is first declared:
+# see the README (Guarantees, "Delivery limit") for queues declared by an older release.
+DELIVERY_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,10 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     await bids.bind(events, routing_key="command.#")
     shards = []
     for name in topology.shard_queues:
-        queue = await channel.declare_queue(
+        queue = await _declare_shard_queue(
+            channel,
             name,
-            durable=True,
-            arguments={
+            {
                 "x-queue-type": "quorum",
                 "x-single-active-consumer": True,
                 "x-dead-letter-exchange": topology.dead_letter_exchange,
@@ -119,17 +129,35 @@ async def declare_bid_pipeline(channel: AbstractChannel, topology: Topology) -> 
     return shards
 
 
-async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
-    """Remove every exchange and queue of a prefix (test clean-up)."""
-    for name in [*topology.shard_queues, topology.dead_letter_queue]:
-        await channel.queue_delete(name)
-    for name in [
-        topology.bids_exchange,
-        topology.dead_letter_exchange,
-        topology.events_exchange,
-        topology.workers_exchange,
-    ]:
-        await channel.exchange_delete(name)
+async def _declare_shard_queue(
+    channel: AbstractChannel, name: str, arguments: dict[str, FieldValue]
+) -> AbstractQueue:
+    """Declare a shard queue, or take it as it is when an older release declared it otherwise.
+
+    Queue arguments cannot change once declared (RabbitMQ refuses the declaration), and a
+    `delivery-limit` policy can only lower a limit set by argument, never raise it. A queue from
+    before DELIVERY_LIMIT was raised keeps working with its old limit until an operator recreates it.
+    """
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        log.warning(
+            "shard queue %s keeps the arguments it was declared with (%s); recreate it to get a"
+            " delivery limit of %d (README: Delivery limit)",
+            name,
+            exc.args[0] if exc.args else exc,
+            DELIVERY_LIMIT,
+        )
+    if channel.is_closed:
+        await channel.reopen()
+    return await channel.declare_queue(name, passive=True)
+
+
+async def dead_letter_depth(channel: AbstractChannel, topology: Topology) -> int:
+    """Messages waiting in the dead-letter queue (ready ones: what nobody has looked at yet)."""
+    queue = await channel.declare_queue(topology.dead_letter_queue, passive=True)
+    count = queue.declaration_result.message_count
+    return count if count is not None else 0
 
 
 # How often a lost connection is retried once it was up.
@@ -138,8 +166,8 @@ RECONNECT_SECONDS = 1.0
 
 async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustConnection:
     """Open a robust connection (it reconnects and re-declares by itself once it is up)."""
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
+
+    async def attempt() -> AbstractRobustConnection:
         # What aio_pika.connect_robust does, but holding the connection so a failed or cancelled first
         # connect can be closed: otherwise aio-pika's reconnect task outlives it (a service stopped
         # while it waits for RabbitMQ leaks a connection that keeps trying in the background).
@@ -147,19 +175,19 @@ async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustCo
         url = aio_pika.connection.make_url(settings.amqp_url, reconnect_interval=RECONNECT_SECONDS)
         connection = aio_pika.RobustConnection(url, reconnect_interval=RECONNECT_SECONDS)
         try:
-            try:
-                await connection.connect(timeout=settings.dependency_timeout)
-            except BaseException:
-                await connection.close()
-                raise
-            return connection
-        except (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError) as exc:
-            if attempt == attempts:
-                raise
-            log.warning("waiting for RabbitMQ (%s)", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+            await connection.connect(timeout=settings.dependency_timeout)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    return await retry(
+        attempt,
+        on=BROKER_UNREACHABLE,
+        backoff=Backoff(0.2, 2.0),
+        attempts=attempts,
+        waiting=lambda exc, _: log.warning("waiting for RabbitMQ (%s)", exc),
+    )
 
 
 class Publisher:
@@ -235,11 +263,18 @@ class Publisher:
         channel = self._channel
         if channel is None:
             raise DependencyDown("RabbitMQ")
+        # When it entered the broker (a shard's lag), the request that caused it (the consumer logs
+        # under it) and the trace context (`traceparent`), all in the message's headers.
+        headers = {**(headers or {}), PUBLISHED_AT: time.time()}
+        if (rid := request_id.current()) is not None:
+            headers[request_id.MESSAGE_HEADER] = rid
+        inject_trace(headers)
+        started = time.perf_counter()
         properties = Basic.Properties(
             content_type="application/json",
             delivery_mode=PERSISTENT,
             message_id=message_id,
-            headers=dict(headers) if headers is not None else None,
+            headers=headers,
         )
         try:
             # One bound for everything: a robust channel being restored, the write, the confirm.
@@ -258,6 +293,7 @@ class Publisher:
                     if task is not None and task.cancelling():
                         raise
                     raise aio_pika.exceptions.ChannelInvalidStateError("the channel closed") from None
+            BROKER_PUBLISH.labels(routing_key).observe(time.perf_counter() - started)
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
@@ -301,7 +337,3 @@ def broker(
         await connection.close()
 
     return ctx
-
-
-def broker_is_up(connection: AbstractRobustConnection) -> bool:
-    return not connection.is_closed and connection.connected.is_set()

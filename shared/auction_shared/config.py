@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, TypeVar, cast
 
+from .secret_strength import weakness
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the process cannot start."""
@@ -156,25 +158,48 @@ class Settings:
     # How long a request may wait on Postgres, RabbitMQ or an upstream before it gets a 503.
     dependency_timeout: float = setting("DEPENDENCY_TIMEOUT", 5.0, minimum=0.1)
     login_attempts_per_minute: int = setting("LOGIN_ATTEMPTS_PER_MINUTE", 10, minimum=1)
+    # Sign-ups hashing at once per auth process; more get 503, so logins keep their own threads.
+    signup_hash_slots: int = setting("SIGNUP_HASH_SLOTS", 2, minimum=1)
+    # Reverse proxies in front of the gateway that append to X-Forwarded-For; the client address is
+    # the one the outermost of them saw. 0: the address the gateway itself sees.
+    trusted_proxy_hops: int = setting("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=10)
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", ())
     ws_allowed_origins: tuple[str, ...] = setting("WS_ALLOWED_ORIGINS", ())
     # Frames a WebSocket client may be behind before it is closed (1008) instead of buffered.
     ws_client_queue: int = setting("WS_CLIENT_QUEUE", 256, minimum=1)
+    # Bytes of frames a WebSocket client may be behind before it is closed (1008): a few large frames
+    # (an `offers` page) weigh as much as many small ones.
+    ws_client_queue_bytes: int = setting("WS_CLIENT_QUEUE_BYTES", 1024 * 1024, minimum=1024)
     # Seconds between pings on a WebSocket; a peer that does not pong within half of it is dropped.
     ws_heartbeat_seconds: float = setting("WS_HEARTBEAT_SECONDS", 20.0, minimum=0.1)
+    # A socket that has not authenticated within this time is closed (4401).
+    ws_auth_timeout_seconds: float = setting("WS_AUTH_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+    # Sockets one gateway replica holds at most, in total and per user; one more is refused (1008).
+    ws_max_sockets: int = setting("WS_MAX_SOCKETS", 10_000, minimum=1)
+    ws_max_sockets_per_user: int = setting("WS_MAX_SOCKETS_PER_USER", 32, minimum=1)
+    # How long a process trusts its last answer to "does this token's user still exist?".
+    known_user_ttl_seconds: float = setting("KNOWN_USER_TTL_SECONDS", 30.0, minimum=0.0, maximum=3600)
     log_level: str = setting(
         "LOG_LEVEL", "INFO", clean=_upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
+    # `json`: one JSON object per line (service, level, request id, trace id); `console`: readable.
+    log_format: str = setting("LOG_FORMAT", "json", clean=str.lower, choices=("json", "console"))
+    # GET /metrics (Prometheus) on this port, never the public one; 0: not served.
+    metrics_port: int = setting("METRICS_PORT", 0, minimum=0, maximum=65535)
+    # OTLP/HTTP collector base URL (e.g. http://jaeger:4318): spans are exported only when set.
+    otlp_endpoint: str = setting("OTEL_EXPORTER_OTLP_ENDPOINT", "", clean=_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         return read(cls, env)
 
     def require_jwt_secret(self) -> str:
-        if len(self.jwt_secret) < 32:
+        """The signing secret, or ConfigError if it is missing or guessable (a shipped placeholder)."""
+        reason = weakness(self.jwt_secret) if self.jwt_secret else "it is not set"
+        if reason is not None:
             raise ConfigError(
-                "JWT_SECRET must be set to at least 32 characters "
-                "(make run generates one; e.g. `export JWT_SECRET=$(openssl rand -hex 32)`)"
+                f"JWT_SECRET is refused: {reason}. Set a random one: `openssl rand -hex 32` "
+                "(make run and make env generate one)"
             )
         return self.jwt_secret
 

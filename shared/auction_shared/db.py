@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
@@ -11,6 +10,8 @@ import asyncpg
 from aiohttp import web
 
 from .config import Settings
+from .outages import DATABASE_REFUSED
+from .retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +27,21 @@ def describe(url: str) -> str:
 async def create_pool(
     settings: Settings, *, min_size: int = 2, max_size: int = 10, attempts: int = 30
 ) -> asyncpg.Pool:
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
-        try:
-            return await asyncpg.create_pool(
-                settings.database_url,
-                min_size=min_size,
-                max_size=max_size,
-                command_timeout=settings.dependency_timeout,
-                timeout=settings.dependency_timeout,
-            )
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-            if attempt == attempts:
-                raise
-            log.warning("waiting for PostgreSQL at %s (%s)", describe(settings.database_url), exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+    return await retry(
+        lambda: asyncpg.create_pool(
+            settings.database_url,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=settings.dependency_timeout,
+            timeout=settings.dependency_timeout,
+        ),
+        on=DATABASE_REFUSED,
+        backoff=Backoff(0.2, 2.0),
+        attempts=attempts,
+        waiting=lambda exc, _: log.warning(
+            "waiting for PostgreSQL at %s (%s)", describe(settings.database_url), exc
+        ),
+    )
 
 
 def database(settings: Settings, **pool_options: int) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -53,12 +52,3 @@ def database(settings: Settings, **pool_options: int) -> Callable[[web.Applicati
         await pool.close()
 
     return ctx
-
-
-async def check_database(pool: asyncpg.Pool, timeout: float) -> bool:
-    try:
-        async with pool.acquire(timeout=timeout) as conn:
-            await conn.fetchval("SELECT 1", timeout=timeout)
-        return True
-    except Exception:  # any failure means "down" for a health check
-        return False

@@ -12,6 +12,7 @@ import asyncpg
 
 from .config import Settings
 from .db import describe
+from .db_roles import RoleSettings, apply_roles
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,16 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "migrations"
 _LOCK_ID = 0x_A0C7_10_4E
 
 
-def _admin_url(url: str) -> tuple[str, str]:
+class MigrationFailed(RuntimeError):
+    """A migration refused to apply (its own check, or the database's); nothing of it was kept."""
+
+    def __init__(self, name: str, error: asyncpg.PostgresError) -> None:
+        # asyncpg's message carries the migration's HINT, if it gave one.
+        super().__init__(f"migration {name} failed: {error}")
+
+
+def admin_url(url: str) -> tuple[str, str]:
+    """The URL of the server's `postgres` database, and the name of the database `url` names."""
     parts = urlsplit(url)
     name = parts.path.lstrip("/") or "postgres"
     return urlunsplit(parts._replace(path="/postgres")), name
@@ -28,8 +38,8 @@ def _admin_url(url: str) -> tuple[str, str]:
 
 async def create_database(url: str) -> bool:
     """Create the database named in `url` unless it exists. Returns True if it was created."""
-    admin_url, name = _admin_url(url)
-    conn = await asyncpg.connect(admin_url)
+    admin, name = admin_url(url)
+    conn = await asyncpg.connect(admin)
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
@@ -39,16 +49,6 @@ async def create_database(url: str) -> bool:
         except asyncpg.DuplicateDatabaseError:
             return False
         return True
-    finally:
-        await conn.close()
-
-
-async def drop_database(url: str) -> None:
-    admin_url, name = _admin_url(url)
-    conn = await asyncpg.connect(admin_url)
-    try:
-        ident = '"' + name.replace('"', '""') + '"'
-        await conn.execute(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)")
     finally:
         await conn.close()
 
@@ -76,13 +76,16 @@ async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
         for number, path in migration_files(directory):
             if number in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    number,
-                    path.name,
-                )
+            try:
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        number,
+                        path.name,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationFailed(path.name, exc) from exc
             applied.append(number)
             log.info("applied migration %s", path.name)
     finally:
@@ -98,6 +101,24 @@ async def main() -> int:
         if await create_database(settings.database_url):
             print(f"created database {where}")
         applied = await migrate(settings.database_url)
+        roles = RoleSettings.from_env()
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            # Under the migrations' lock: two migrate runs granting at once would trip on each other.
+            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+            await apply_roles(conn, roles.passwords, roles.prefix)
+        finally:
+            await conn.close()
+    except asyncpg.InsufficientPrivilegeError as exc:
+        print(
+            f"cannot set up the services' database roles on {where}: {exc}\n"
+            "the migrating role must own the database and may create roles (CREATEROLE)",
+            file=sys.stderr,
+        )
+        return 1
+    except MigrationFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     except (OSError, asyncpg.PostgresError) as exc:
         print(
             f"cannot reach PostgreSQL at {where}: {exc}\n"
@@ -107,7 +128,7 @@ async def main() -> int:
         return 1
     print(
         f"database {where} is at migration {max((n for n, _ in migration_files()), default=0)}"
-        f" ({len(applied)} applied now)"
+        f" ({len(applied)} applied now); service roles {roles.prefix}_* granted their tables"
     )
     return 0
 

@@ -13,7 +13,11 @@ from .broker import PUBLISHER, Publisher
 from .db import DB_POOL
 from .events import Contract
 from .jsonio import dumps, loads
+from .observability.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
+from .observability.tracing import carried, continuing
+from .outages import DATABASE_REFUSED
 from .problems import DependencyDown
+from .retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,18 @@ BATCH = 200
 POLL_SECONDS = 1.0
 # A relay that waits on an exhausted or unreachable pool gives up and retries rather than hang.
 ACQUIRE_TIMEOUT = 10.0
+# The relay waits and tries again while the broker refuses (DependencyDown) or the database does.
+_WAITS_ON: tuple[type[BaseException], ...] = (DependencyDown, *DATABASE_REFUSED)
+# A row whose publish fails in a way no outage explains is tried this often, then set aside: one bad
+# row must not hold back every event behind it for good.
+STRIKES = 3
+# The advisory lock that makes one relay per outbox (exchange) the active one; the prefix keeps it
+# apart from any other advisory lock taken in the same database.
+LOCK_KEY = "hashtextextended('auction_shared.outbox:' || $1, 0)"
+
+
+class MalformedRow(ValueError):
+    """An outbox row that no retry can publish."""
 
 
 async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) -> None:
@@ -31,15 +47,22 @@ async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) ->
         exchange,
         event.routing_key,
         event.encode(),
-        dumps(event.headers()).decode(),
+        # With the request's id and trace context: the relay publishes it later, from no request.
+        dumps({**event.headers(), **carried()}).decode(),
     )
 
 
 class OutboxRelay:
     """Publishes outbox rows in id order and deletes them once the broker confirmed them.
 
+    One relay per outbox publishes at a time: the one holding a PostgreSQL advisory lock keyed on the
+    outbox's exchange, on the connection it publishes over. Two relays taking different rows at once
+    (two offers replicas) would let an offer's offer.sold overtake its offer.created. The others try
+    the lock every POLL_SECONDS, so one takes over within a second of the holder's session ending.
+
     Delivery is at least once: a crash between the confirm and the delete publishes a row again,
-    and consumers drop the copy by the event id.
+    and consumers drop the copy by the event id. A row that cannot be published (a body that is not
+    an event, headers the broker cannot carry) moves to `outbox_dead` with its reason.
     """
 
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
@@ -47,6 +70,9 @@ class OutboxRelay:
         self._publisher = publisher
         self.exchange = publisher.exchange_name
         self._wake = asyncio.Event()
+        self._strikes: dict[int, int] = {}
+        # True while this relay holds the lock and publishes (tests and logs look at it).
+        self.active = False
 
     async def add(self, conn: asyncpg.Connection, event: Contract) -> None:
         """Record `event` for this relay's exchange, in the caller's transaction."""
@@ -55,61 +81,119 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wake.set()
 
-    async def relay_once(self) -> int:
-        """Publish one batch; return how many rows were sent."""
-        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            # SKIP LOCKED: replicas of a service share the table without sending a row twice.
+    async def relay_once(self, conn: asyncpg.Connection) -> int:
+        """Publish one batch over `conn` (holding the relay lock); return how many rows it handled."""
+        failure: BaseException | None = None
+        done: list[int] = []
+        dead: list[tuple[int, str]] = []
+        async with conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, routing_key, body, headers::text AS headers FROM outbox WHERE exchange = $1"
-                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                "SELECT id, routing_key, body, headers::text AS headers,"
+                " now() - created_at AS age FROM outbox WHERE exchange = $1 ORDER BY id LIMIT $2",
                 self.exchange,
                 BATCH,
             )
-            if not rows:
-                return 0
+            if rows:
+                OUTBOX_LAG.set(rows[0]["age"].total_seconds())
             for row in rows:
                 # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
-                body = bytes(row["body"])
-                # Not mandatory: an event nobody subscribes to yet is not an error.
-                await self._publisher.publish(
-                    row["routing_key"],
-                    body,
-                    message_id=str(loads(body)["id"]),
-                    headers=loads(row["headers"]) if row["headers"] else None,
-                    mandatory=False,
+                try:
+                    await self._publish(row)
+                except _WAITS_ON as exc:
+                    failure = exc  # an outage: this row and the rest wait for the next pass
+                    break
+                except Exception as exc:
+                    reason = self._strike(row["id"], exc)
+                    if reason is None:
+                        failure = exc
+                        break
+                    dead.append((row["id"], reason))
+                done.append(row["id"])
+            if dead:
+                log.error("outbox rows set aside in outbox_dead: %s", dead)
+                await conn.executemany(
+                    "INSERT INTO outbox_dead (id, exchange, routing_key, body, headers, reason)"
+                    " SELECT id, exchange, routing_key, body, headers, $2 FROM outbox WHERE id = $1",
+                    dead,
                 )
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-            return len(rows)
+            # What went out (or aside) before a failure is not sent again.
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+        OUTBOX_PUBLISHED.inc(len(done) - len(dead))
+        if failure is not None:
+            raise failure
+        return len(done)
+
+    async def _publish(self, row: asyncpg.Record) -> None:
+        body = bytes(row["body"])
+        event = loads(body)
+        if not isinstance(event, dict) or "id" not in event:
+            raise MalformedRow("the body is not an event with an id")
+        headers = loads(row["headers"]) if row["headers"] else None
+        if headers is not None and not isinstance(headers, dict):
+            raise MalformedRow("the headers are not an object")
+        # Not mandatory: an event nobody subscribes to yet is not an error.
+        with continuing(headers):
+            await self._publisher.publish(
+                row["routing_key"], body, message_id=str(event["id"]), headers=headers, mandatory=False
+            )
+
+    def _strike(self, row_id: int, exc: Exception) -> str | None:
+        """The reason to set the row aside now, or None to try it again later."""
+        if isinstance(exc, ValueError):
+            return repr(exc)  # its own bytes are at fault (MalformedRow, bad JSON): no retry helps
+        self._strikes[row_id] = self._strikes.get(row_id, 0) + 1
+        if self._strikes[row_id] < STRIKES:
+            return None
+        del self._strikes[row_id]
+        return f"failed {STRIKES} times: {exc!r}"
+
+    async def measure_backlog(self, conn: asyncpg.Connection) -> None:
+        """The rows still waiting (this relay's exchange), for the backlog gauge; once per pass."""
+        waiting = await conn.fetchval("SELECT count(*) FROM outbox WHERE exchange = $1", self.exchange)
+        OUTBOX_BACKLOG.set(waiting)
+        if not waiting:
+            OUTBOX_LAG.set(0)
+
+    async def _lead(self, backoff: Backoff) -> None:
+        """Publish for as long as this relay holds the outbox's lock; return at once if another does."""
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            if not await conn.fetchval(f"SELECT pg_try_advisory_lock({LOCK_KEY})", self.exchange):
+                return
+            log.info("outbox relay for %s is the active one", self.exchange)
+            self.active = True
+            try:
+                while True:
+                    while await self.relay_once(conn) == BATCH:
+                        pass
+                    await self.measure_backlog(conn)
+                    backoff.reset()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+                    except asyncio.TimeoutError:
+                        pass
+                    self._wake.clear()
+            finally:
+                self.active = False
+                # Returning the connection to the pool also unlocks (asyncpg resets it with
+                # pg_advisory_unlock_all); a dead connection's lock went with its session.
 
     async def run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             try:
-                while await self.relay_once() == BATCH:
-                    pass
-                backoff = 0.2
+                await self._lead(backoff)
             except asyncio.CancelledError:
                 raise
-            except (
-                DependencyDown,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncio.TimeoutError,
-            ) as exc:
-                log.warning("outbox relay waits %.1fs: %r", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except _WAITS_ON as exc:
+                log.warning("outbox relay waits %.1fs: %r", backoff.delay, exc)
+                await backoff.wait()
                 continue
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            # Another relay holds the lock: try again shortly, it may be gone by then.
+            await asyncio.sleep(POLL_SECONDS)
 
 
 RELAY = web.AppKey("outbox_relay", OutboxRelay)

@@ -7,11 +7,10 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-import aiormq
-import asyncpg
 from aiohttp import web
 
 from .jsonio import dumps
+from .outages import BROKER_DOWN, DATABASE_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +69,6 @@ def unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="auction"'})
 
 
-# Exceptions that mean a dependency is down rather than a bug in our code.
-_DB_DOWN = (
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-)
-_BROKER_DOWN = (aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError)
-
-
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -104,17 +92,16 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         # The rest of the stream cannot be trusted: say so, so the client does not reuse it.
         response.force_close()
         return response
-    except _DB_DOWN + (OSError,) as exc:
+    except DATABASE_DOWN as exc:
         log.warning("database unavailable on %s %s: %r", request.method, request.path, exc)
         return problem_response(503, "the database is unavailable, retry later", headers={"Retry-After": "1"})
-    except _BROKER_DOWN as exc:
+    except BROKER_DOWN as exc:
+        # Only a broker failure that is not an OSError gets here (a lost channel): the database
+        # group above takes every socket error and timeout, whichever dependency raised it.
         log.warning("broker unavailable on %s %s: %r", request.method, request.path, exc)
         return problem_response(
             503, "the message broker is unavailable, retry later", headers={"Retry-After": "1"}
         )
-    except asyncio.TimeoutError:
-        log.warning("dependency timed out on %s %s", request.method, request.path)
-        return problem_response(503, "a dependency timed out, retry later", headers={"Retry-After": "1"})
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -1,25 +1,26 @@
-"""What every aiohttp service has in common: settings key, auth, paging, health, logging, start-up."""
+"""What every aiohttp service has in common: settings key, auth, paging, logging, start-up."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from .config import ConfigError, Settings
-from .jsonio import json_response
-from .known_users import known_user_middleware
+from .known_users import KnownUsers, known_user_middleware
+from .observability import observe
+from .observability.metrics import http_metrics_middleware
+from .observability.request_id import request_id_middleware
 from .problems import Problem, problem_middleware
 from .tokens import Identity, authenticate
 from .validation import MAX_BODY_BYTES
 
-SETTINGS = web.AppKey("settings", Settings)
+log = logging.getLogger(__name__)
 
-HealthCheck = Callable[[web.Application], Awaitable[bool]]
+SETTINGS = web.AppKey("settings", Settings)
 
 # aiohttp listens with a backlog of 128: a burst of connects beyond it (hey -c 1000 at the gateway,
 # the gateway's pool opening connections to a service) waits for the kernel's SYN retry, 1 s and
@@ -30,8 +31,11 @@ LISTEN_BACKLOG = 4096
 def base_app(settings: Settings, **kwargs: Any) -> web.Application:
     app = web.Application(
         middlewares=[
+            # Outermost: the request id and the metrics see the answer the client gets.
+            request_id_middleware,
+            http_metrics_middleware,
             problem_middleware,
-            known_user_middleware(settings.jwt_secret),
+            known_user_middleware(settings.jwt_secret, KnownUsers(settings.known_user_ttl_seconds)),
             *kwargs.pop("middlewares", []),
         ],
         client_max_size=MAX_BODY_BYTES,
@@ -64,33 +68,6 @@ def page_params(request: web.Request, *, default_size: int = 10, max_size: int =
     return values["page"], values["size"]
 
 
-def health_handler(checks: dict[str, HealthCheck]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET /health: 200 when every dependency answers, else 503 naming the ones that are down."""
-
-    async def handler(request: web.Request) -> web.Response:
-        names = list(checks)
-        results = await asyncio.gather(*(checks[n](request.app) for n in names))
-        deps = {n: ("up" if ok else "down") for n, ok in zip(names, results)}
-        healthy = all(results)
-        return json_response(
-            {"status": "ok" if healthy else "unavailable", "dependencies": deps},
-            status=200 if healthy else 503,
-        )
-
-    return handler
-
-
-def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiormq logs every reconnect attempt at length; our own lines say what matters.
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-
-
 def install_uvloop() -> None:
     try:
         import uvloop
@@ -105,7 +82,7 @@ def serve(
     """Entry point of `python -m <service>`: read settings, build the app, serve until SIGINT/SIGTERM."""
     try:
         settings = Settings.from_env()
-        setup_logging(settings)
+        observe(name, settings)
         app = factory(settings)
     except ConfigError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
@@ -117,7 +94,7 @@ def serve(
         host=settings.host,
         port=port,
         access_log=None,  # an access log line per request costs more than the request on this path
-        print=lambda _: print(f"{name} listening on http://{settings.host}:{port}", flush=True),
+        print=lambda _: log.info("%s listening on http://%s:%d", name, settings.host, port),
         shutdown_timeout=10,
         backlog=LISTEN_BACKLOG,
     )

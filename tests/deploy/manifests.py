@@ -3,6 +3,7 @@ Dockerfile's stages, .dockerignore's patterns."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -65,8 +66,32 @@ def compose_raw() -> dict[str, Any]:
 
 
 def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The compose file as `docker compose up` sees it with the given .env (default: none)."""
-    return interpolate(compose_raw(), env or {})
+    """The compose file as `docker compose up` sees it with the given .env (default: the one
+    `make env` writes)."""
+    return interpolate(compose_raw(), made_env() if env is None else env)
+
+
+def parse_env(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def made_env() -> dict[str, str]:
+    """A .env as `make env` writes it (deploy/make_env.py), new random secrets each call."""
+    return parse_env(make_env_module().filled(ENV_EXAMPLE.read_text()))
+
+
+def make_env_module() -> Any:
+    spec = importlib.util.spec_from_file_location("make_env", ROOT / "deploy" / "make_env.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def environment_of(service: dict[str, Any]) -> dict[str, str]:
@@ -77,13 +102,7 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 def env_example() -> dict[str, str]:
-    values = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
+    return parse_env(ENV_EXAMPLE.read_text())
 
 
 def k8s_files() -> list[Path]:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
+from auction_shared import broker_users, db_roles
 from auction_shared.config import ConfigError
 from tests.deploy import codebase, manifests
 from tests.deploy.manifests import environment_of
@@ -20,6 +21,19 @@ from tests.deploy.manifests import environment_of
 MANAGEMENT_PORT = 15672
 INFRASTRUCTURE = {"postgres", "rabbitmq"}
 MIGRATE = "migrate"
+# `--profile observability`: Prometheus, Grafana and Jaeger's UI, on the same loopback default.
+OBSERVABILITY_UIS = {"prometheus": {9090}, "grafana": {3000}, "jaeger": {16686}}
+BROKER_USERS = "broker-users"
+# One-shots that run to completion before the services start.
+ONE_SHOTS = {MIGRATE, BROKER_USERS}
+# compose service -> the service name in db_roles / broker_users (its role and user).
+SERVICE_ACCOUNT = {
+    "auth": "auth",
+    "offers": "offers",
+    "bids": "bids",
+    "gateway": "gateway",
+    "bid-worker": "bid-worker",
+}
 
 
 def compose_schema() -> dict:
@@ -90,17 +104,24 @@ def test_every_service_of_the_code_has_a_compose_service(app_services: dict) -> 
 
 
 def test_only_the_gateway_and_the_management_ui_are_published(stack: dict) -> None:
+    """Besides the observability profile's own UIs; no process's METRICS_PORT is published."""
     gateway_port = next(s.port for s in codebase.services() if s.folder == "gateway")
     published = {name: published_container_ports(svc) for name, svc in stack["services"].items()}
     assert {n: p for n, p in published.items() if p} == {
         "gateway": {gateway_port},
         "rabbitmq": {MANAGEMENT_PORT},
+        **OBSERVABILITY_UIS,
     }
-    # On this machine only, unless BIND_ADDRESS says otherwise in .env.
-    for name in ("gateway", "rabbitmq"):
+    # On this machine only, unless .env says otherwise.
+    for name in ("gateway", "rabbitmq", *OBSERVABILITY_UIS):
         assert all(str(p).startswith("127.0.0.1:") for p in stack["services"][name]["ports"])
-    opened = manifests.compose({"BIND_ADDRESS": "0.0.0.0"})
+    # Opening the API does not open the management UI: that is asked for on its own.
+    opened = manifests.compose({**manifests.made_env(), "BIND_ADDRESS": "0.0.0.0"})
     assert opened["services"]["gateway"]["ports"] == [f"0.0.0.0:{gateway_port}:{gateway_port}"]
+    assert opened["services"]["rabbitmq"]["ports"] == [f"127.0.0.1:{MANAGEMENT_PORT}:{MANAGEMENT_PORT}"]
+    ui = manifests.compose({**manifests.made_env(), "MANAGEMENT_BIND_ADDRESS": "0.0.0.0"})
+    assert ui["services"]["rabbitmq"]["ports"] == [f"0.0.0.0:{MANAGEMENT_PORT}:{MANAGEMENT_PORT}"]
+    assert ui["services"]["gateway"]["ports"] == [f"127.0.0.1:{gateway_port}:{gateway_port}"]
 
 
 def health_url(service: dict) -> str:
@@ -133,7 +154,8 @@ def test_infrastructure_is_pinned_and_health_checked(stack: dict) -> None:
     assert re.fullmatch(r"postgres:\d+(\.\d+)?-alpine", postgres["image"])
     assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     assert re.fullmatch(r"rabbitmq:3\.\d+-management", rabbitmq["image"])
-    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    # Healthy only once the AMQP port accepts connections (`ping` answers before it listens).
+    assert rabbitmq["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "check_port_connectivity"]
     for name, svc in (("postgres", postgres), ("rabbitmq", rabbitmq)):
         named = [v.split(":")[0] for v in svc["volumes"] if not v.startswith(".")]
         assert named and all(v in stack["volumes"] for v in named), f"{name}: data in a named volume"
@@ -161,20 +183,27 @@ def test_start_order_waits_for_health_and_migrations(stack: dict, app_services: 
     for name, svc in services.items():
         for dep, rule in (svc.get("depends_on") or {}).items():
             condition = rule["condition"]
-            if dep == MIGRATE:
+            if dep in ONE_SHOTS:
                 assert condition == "service_completed_successfully", name
             else:
                 assert condition == "service_healthy", f"{name} -> {dep}"
                 assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has no healthcheck"
-    assert services[MIGRATE]["restart"] == "no"
+    for one_shot in ONE_SHOTS:
+        assert services[one_shot]["restart"] == "no"
     assert "postgres" in services[MIGRATE]["depends_on"]
+    assert "rabbitmq" in services[BROKER_USERS]["depends_on"]
     gateway = services["gateway"]
     for var in ("AUTH_URL", "OFFERS_URL", "BIDS_URL"):
         upstream = urlsplit(environment_of(gateway)[var]).hostname
         assert upstream in gateway["depends_on"], f"the gateway starts before its upstream {upstream}"
-    # Everything that uses the database starts after the migrations.
-    for name in set(app_services) - {MIGRATE, "gateway"}:
-        assert services[name]["depends_on"].get(MIGRATE), name
+    # Everything that uses the database starts after the migrations (which also make its role), and
+    # everything that uses the broker after its user exists.
+    for name, svc in app_services.items():
+        env = environment_of(svc)
+        if name not in ONE_SHOTS and "DATABASE_URL" in env:
+            assert svc["depends_on"].get(MIGRATE), name
+        if name not in ONE_SHOTS and "AMQP_URL" in env:
+            assert svc["depends_on"].get(BROKER_USERS), name
 
 
 def test_bid_worker_runs_two_replicas(stack: dict) -> None:
@@ -183,19 +212,39 @@ def test_bid_worker_runs_two_replicas(stack: dict) -> None:
     assert "container_name" not in worker, "a fixed container name allows one replica only"
 
 
+# What a process does not use, so it does not get it: the gateway has no database, auth no broker,
+# the worker checks no token, and the one-shots run no service.
+NOT_USED = {
+    "gateway": {"DATABASE_URL"},
+    "auth": {"AMQP_URL", "AUTH_URL", "OFFERS_URL", "BIDS_URL"},
+    "offers": {"AUTH_URL", "OFFERS_URL", "BIDS_URL"},
+    "bids": {"AUTH_URL", "OFFERS_URL", "BIDS_URL"},
+    "bid-worker": {"JWT_SECRET", "AUTH_URL", "OFFERS_URL", "BIDS_URL"},
+    MIGRATE: {"JWT_SECRET", "AMQP_URL", "HOST", "AUTH_URL", "OFFERS_URL", "BIDS_URL"},
+    BROKER_USERS: {"JWT_SECRET", "AMQP_URL", "DATABASE_URL", "HOST", "AUTH_URL", "OFFERS_URL", "BIDS_URL"},
+}
+
+
 def test_every_setting_the_code_needs_is_set(app_services: dict) -> None:
     variables = codebase.env_vars()
     assert {"JWT_SECRET", "DATABASE_URL", "AMQP_URL"} <= set(variables), "the source scan found nothing"
+    assert set(NOT_USED) == set(app_services)
     for name, svc in app_services.items():
         env = environment_of(svc)
         for var in variables.values():
+            if var.name in NOT_USED[name]:
+                assert var.name not in env, f"{name} gets {var.name}, which it does not use"
+                continue
             if var.required or var.defaults_to_loopback:
                 assert env.get(var.name), f"{name}: {var.name} is not set (read in {var.files})"
             if var.defaults_to_loopback:
                 assert not any(h in env[var.name] for h in codebase.LOOPBACK), f"{name}: {var.name}"
         unknown = set(env) - set(variables)
         assert not unknown, f"{name} sets {unknown}, which no code reads (a typo?)"
-        codebase.check_required("JWT_SECRET", env["JWT_SECRET"])
+        if "JWT_SECRET" in env:
+            codebase.check_required("JWT_SECRET", env["JWT_SECRET"])
+    # Browsers may open the WebSocket only from the origins compose names.
+    assert environment_of(app_services["gateway"])["WS_ALLOWED_ORIGINS"]
 
 
 def test_service_urls_name_compose_services_on_their_code_ports(app_services: dict, stack: dict) -> None:
@@ -203,46 +252,106 @@ def test_service_urls_name_compose_services_on_their_code_ports(app_services: di
     for name, svc in app_services.items():
         env = environment_of(svc)
         for var in ("AUTH_URL", "OFFERS_URL", "BIDS_URL"):
-            url = urlsplit(env[var])
-            assert url.hostname in stack["services"], f"{name}: {var} -> {url.hostname}"
-            assert url.port == ports[url.hostname], f"{name}: {var}"
-        assert urlsplit(env["DATABASE_URL"]).hostname == "postgres"
-        assert urlsplit(env["AMQP_URL"]).hostname == "rabbitmq"
+            if var in env:
+                url = urlsplit(env[var])
+                assert url.hostname in stack["services"], f"{name}: {var} -> {url.hostname}"
+                assert url.port == ports[url.hostname], f"{name}: {var}"
+        if "DATABASE_URL" in env:
+            assert urlsplit(env["DATABASE_URL"]).hostname == "postgres"
+        if "AMQP_URL" in env:
+            assert urlsplit(env["AMQP_URL"]).hostname == "rabbitmq"
 
 
-def test_the_database_password_is_the_one_postgres_is_created_with() -> None:
-    for env in ({}, {"POSTGRES_PASSWORD": "from-dot-env"}):
-        stack = manifests.compose(env)
-        created = stack["services"]["postgres"]["environment"]
-        for svc in stack["services"].values():
-            url = environment_of(svc).get("DATABASE_URL")
-            if url:
-                parts = urlsplit(url)
-                assert parts.username == created["POSTGRES_USER"]
-                assert parts.password == created["POSTGRES_PASSWORD"]
-                assert parts.path == "/" + created["POSTGRES_DB"]
+def test_each_service_logs_in_to_postgres_as_its_own_role_and_never_as_the_superuser() -> None:
+    env = manifests.made_env()
+    services = manifests.compose(env)["services"]
+    postgres = services["postgres"]["environment"]
+    init = codebase.ROOT / "deploy" / "postgres" / "init-migrator.sh"
+    mounts = dict(v.split(":")[:2][::-1] for v in services["postgres"]["volumes"] if v.startswith("./"))
+    assert (codebase.ROOT / mounts["/docker-entrypoint-initdb.d/10-migrator.sh"]).resolve() == init
+    sql = [line for line in init.read_text().splitlines() if line.startswith(("CREATE", "ALTER", "GRANT"))]
+    # The migrating role owns the database and may create the services' roles; it is no superuser.
+    assert sql == [
+        "CREATE ROLE auction_migrate LOGIN CREATEROLE PASSWORD :'password';",
+        "CREATE DATABASE auction OWNER auction_migrate;",
+    ]
+    migrate = urlsplit(environment_of(services[MIGRATE])["DATABASE_URL"])
+    assert (migrate.username, migrate.password) == ("auction_migrate", postgres["MIGRATE_DATABASE_PASSWORD"])
+    for name, account in SERVICE_ACCOUNT.items():
+        url = environment_of(services[name]).get("DATABASE_URL")
+        if account not in db_roles.SERVICES:
+            assert url is None, f"{name} has no use for a database URL"
+            continue
+        parts = urlsplit(url)
+        assert parts.username == db_roles.role_name(account), name
+        assert parts.username != postgres["POSTGRES_USER"]
+        variable = account.upper().replace("-", "_") + "_DATABASE_PASSWORD"
+        # The password the migrate step sets on the role is the one the service logs in with.
+        assert parts.password == env[variable] == environment_of(services[MIGRATE])[variable], name
+        assert parts.path == "/auction"
 
 
-def test_compose_starts_without_a_dot_env() -> None:
-    """Every interpolated variable has a default, so `docker compose up` needs no editing."""
+def test_each_service_uses_its_own_broker_user_and_guest_is_gone() -> None:
+    env = manifests.made_env()
+    services = manifests.compose(env)["services"]
+    rabbitmq = services["rabbitmq"]["environment"]
+    assert rabbitmq["RABBITMQ_DEFAULT_USER"] not in ("", "guest"), "the default user replaces guest"
+    creator = environment_of(services[BROKER_USERS])
+    assert services[BROKER_USERS]["command"] == ["python", "-m", "auction_shared.broker_users"]
+    assert codebase.module_exists("auction_shared.broker_users")
+    assert creator["RABBITMQ_ADMIN_USER"] == rabbitmq["RABBITMQ_DEFAULT_USER"]
+    assert creator["RABBITMQ_ADMIN_PASSWORD"] == rabbitmq["RABBITMQ_DEFAULT_PASS"]
+    for name, account in SERVICE_ACCOUNT.items():
+        url = environment_of(services[name]).get("AMQP_URL")
+        if account not in broker_users.SERVICES:
+            assert url is None, f"{name} has no use for the broker"
+            continue
+        parts = urlsplit(url)
+        assert parts.username == broker_users.user_name(account, creator["AMQP_PREFIX"]), name
+        variable = account.upper().replace("-", "_") + "_AMQP_PASSWORD"
+        assert parts.password == creator[variable] == env[variable], name
+
+
+def test_compose_refuses_to_start_without_its_secrets() -> None:
+    """Every password and secret must come from .env (`make env`); every other setting has a default."""
     uses = manifests.interpolation_uses(manifests.COMPOSE_FILE.read_text())
-    assert uses
-    for name, operator, _default in uses:
-        assert operator == ":-", f"${{{name}}} has no default: compose would start with it empty or refuse"
-    env = environment_of(manifests.compose()["services"]["gateway"])
-    secret = env["JWT_SECRET"]
-    codebase.check_required("JWT_SECRET", secret)
-    # The default is a marked placeholder, never something that looks like a real secret.
-    assert "insecure" in secret and "placeholder" in secret
+    secrets = {name for name, op, _ in uses if op == ":?"}
+    assert {"JWT_SECRET", "POSTGRES_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"} <= secrets
+    for name, operator, default in uses:
+        if name in secrets:
+            assert operator == ":?", name
+            assert "make env" in (default or ""), f"${{{name}}}: the message says how to get one"
+        else:
+            assert operator == ":-", f"${{{name}}} has no default"
+            assert not any(w in name for w in ("PASSWORD", "SECRET")), f"{name} has a shipped default"
+    with pytest.raises(KeyError, match="JWT_SECRET"):
+        manifests.compose({})
 
 
 def test_dot_env_example_documents_every_setting_compose_reads() -> None:
     example = manifests.env_example()
     interpolated = {name for name, _, _ in manifests.interpolation_uses(manifests.COMPOSE_FILE.read_text())}
     assert set(example) == interpolated
-    assert "replace" in example["JWT_SECRET"].lower(), "the example holds a placeholder, no real secret"
-    stack = manifests.compose(example)  # a copied, unedited .env.example still starts
-    codebase.check_required("JWT_SECRET", environment_of(stack["services"]["auth"])["JWT_SECRET"])
+    # A copied, unedited example starts nothing: the services refuse its placeholder.
+    stack = manifests.compose(example)
+    with pytest.raises(ConfigError, match="placeholder"):
+        codebase.check_required("JWT_SECRET", environment_of(stack["services"]["auth"])["JWT_SECRET"])
     with pytest.raises(ConfigError):
         codebase.check_required("JWT_SECRET", "too-short")
+    # `make env` fills every secret with a new random value, which the services accept.
+    first, second = manifests.made_env(), manifests.made_env()
+    for name in (n for n, _, _ in manifests.interpolation_uses(manifests.COMPOSE_FILE.read_text())):
+        if example[name] == manifests.make_env_module().MARK:
+            assert first[name] != second[name] and len(first[name]) >= 32, name
+    codebase.check_required("JWT_SECRET", first["JWT_SECRET"])
     assert ".env" in (codebase.ROOT / ".gitignore").read_text().split()
+
+
+def test_make_env_never_overwrites_a_dot_env(tmp_path) -> None:
+    (tmp_path / ".env.example").write_text(manifests.ENV_EXAMPLE.read_text())
+    module = manifests.make_env_module()
+    assert module.main(tmp_path) == 0
+    written = (tmp_path / ".env").read_text()
+    assert module.MARK not in written
+    assert module.main(tmp_path) == 0
+    assert (tmp_path / ".env").read_text() == written

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 
+from auction_shared import broker_users, db_roles
 from tests.deploy import codebase, manifests
 
 # The oldest Kubernetes still commonly run, and the newest the schema package knows.
@@ -127,14 +128,19 @@ def test_every_service_of_the_code_has_a_deployment_running_its_image(deployment
         assert image == f"auction-{service.folder}"
         assert targets[service.folder].cmd == ["python", "-m", service.module]
         assert "command" not in container and "args" not in container, "the image's CMD runs it"
-    (job,) = manifests.k8s_kind("Job").values()
-    (container,) = containers(job)
-    assert targets[container["image"].split(":")[0].removeprefix("auction-")].cmd == [
-        "python",
-        "-m",
-        "auction_shared.migrate",
-    ]
-    assert pod_spec(job)["restartPolicy"] in ("OnFailure", "Never")
+    jobs = manifests.k8s_kind("Job")
+    assert set(jobs) == {"auction-migrate", "auction-broker-users"}
+    for job_name, module in (
+        ("auction-migrate", "auction_shared.migrate"),
+        ("auction-broker-users", "auction_shared.broker_users"),
+    ):
+        (container,) = containers(jobs[job_name])
+        cmd = (
+            container.get("command") or targets[container["image"].split(":")[0].removeprefix("auction-")].cmd
+        )
+        assert cmd == ["python", "-m", module], job_name
+        assert codebase.module_exists(module)
+        assert pod_spec(jobs[job_name])["restartPolicy"] in ("OnFailure", "Never")
 
 
 def test_replicas(deployments: dict) -> None:
@@ -155,10 +161,10 @@ def container_port(container: dict, port: int | str) -> int:
     return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
 
 
-def test_probes_call_routes_the_code_serves_on_its_ports(deployments: dict) -> None:
+def test_probes_call_routes_the_code_serves_on_its_ports(deployments: dict, config_map: dict) -> None:
     for service in codebase.services():
         (container,) = containers(deployments[service.folder])
-        env = container_env(container, {})
+        env = container_env(container, config_map)
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = container.get(kind)
             assert probe and "httpGet" in probe, f"{service.folder}: no HTTP {kind}"
@@ -204,25 +210,81 @@ def container_env(container: dict, config_map: dict[str, str]) -> dict[str, str]
             for ref in re.findall(r"\$\((\w+)\)", item["value"]):
                 assert ref in env, f"{item['name']} refers to $({ref}) before it is defined"
             env[item["name"]] = item["value"]
+        elif "configMapKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = manifests.k8s_kind("ConfigMap")[ref["name"]]["data"][ref["key"]]
         else:
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = f"secret:{ref['name']}/{ref['key']}"
     return env
 
 
+# What a Deployment does not use, so it does not get it (the same as in docker-compose.yml).
+NOT_USED = {
+    "gateway": {"DATABASE_URL"},
+    "auth": {"AMQP_URL"},
+    "offers": set(),
+    "bids": set(),
+    "bid-worker": {"JWT_SECRET"},
+}
+
+
 def test_every_setting_the_code_needs_is_set(deployments: dict, config_map: dict) -> None:
     variables = codebase.env_vars()
+    assert set(NOT_USED) == set(deployments)
     for name, deployment in deployments.items():
         (container,) = containers(deployment)
         env = container_env(container, config_map)
         for var in variables.values():
+            if var.name in NOT_USED[name]:
+                assert var.name not in env, f"{name} gets {var.name}, which it does not use"
+                continue
             if var.defaults_to_loopback or var.required:
                 assert env.get(var.name), f"{name}: {var.name} is not set (read in {var.files})"
             if var.defaults_to_loopback:
                 assert not any(h in env[var.name] for h in codebase.LOOPBACK), f"{name}: {var.name}"
-    (job,) = manifests.k8s_kind("Job").values()
-    (migrate,) = containers(job)
-    assert container_env(migrate, config_map)["DATABASE_URL"] == "secret:auction-secrets/DATABASE_URL"
+    assert config_map["WS_ALLOWED_ORIGINS"], "browsers may open the WebSocket only from named origins"
+    migrate = container_env(containers(manifests.k8s_kind("Job")["auction-migrate"])[0], config_map)
+    assert migrate["DATABASE_URL"] == "secret:auction-secrets/MIGRATE_DATABASE_URL"
+
+
+def test_each_workload_logs_in_as_its_own_database_role_and_broker_user(
+    deployments: dict, config_map: dict
+) -> None:
+    for name, deployment in deployments.items():
+        env = container_env(containers(deployment)[0], config_map)
+        secret_of = {k: v.removeprefix("secret:auction-secrets/") for k, v in env.items()}
+        variable = name.upper().replace("-", "_")
+        if "DATABASE_URL" in env:
+            url = urlsplit(env["DATABASE_URL"])
+            assert url.username == db_roles.role_name(name), name
+            assert url.password == "$(DATABASE_PASSWORD)"
+            assert secret_of["DATABASE_PASSWORD"] == f"{variable}_DATABASE_PASSWORD", name
+        else:
+            assert name not in db_roles.SERVICES, f"{name} needs its database URL"
+        if "AMQP_URL" in env:
+            url = urlsplit(env["AMQP_URL"])
+            assert url.username == broker_users.user_name(name, config_map["AMQP_PREFIX"]), name
+            assert url.password == "$(AMQP_PASSWORD)"
+            assert secret_of["AMQP_PASSWORD"] == f"{variable}_AMQP_PASSWORD", name
+        else:
+            assert name not in broker_users.SERVICES, f"{name} needs its broker URL"
+    # The Jobs set each role's and user's password from the same keys.
+    jobs = manifests.k8s_kind("Job")
+    migrate = container_env(containers(jobs["auction-migrate"])[0], config_map)
+    creator = container_env(containers(jobs["auction-broker-users"])[0], config_map)
+    for service in db_roles.SERVICES:
+        variable = service.upper().replace("-", "_") + "_DATABASE_PASSWORD"
+        assert migrate[variable] == f"secret:auction-secrets/{variable}"
+    for service in broker_users.SERVICES:
+        variable = service.upper().replace("-", "_") + "_AMQP_PASSWORD"
+        assert creator[variable] == f"secret:auction-secrets/{variable}"
+    assert creator["RABBITMQ_ADMIN_USER"] == "secret:auction-rabbitmq-default-user/username"
+
+
+def referenced(env: dict[str, str]) -> set[str]:
+    """Variables that only feed $(...) references in others (a URL built from its parts)."""
+    return {ref for value in env.values() for ref in re.findall(r"\$\((\w+)\)", value)}
 
 
 def test_every_variable_set_is_read_by_the_code_or_comes_from_a_known_secret(
@@ -242,15 +304,14 @@ def test_every_variable_set_is_read_by_the_code_or_comes_from_a_known_secret(
                     assert secret_key in OPERATOR_USER_KEYS, f"{name}: {key}"
                 else:
                     assert secret_name == "auction-secrets" and secret_key in secret, f"{name}: {key}"
-        # Operator credentials only feed $(...) references (AMQP_URL); anything else is a typo.
-        helpers = {k for k, v in env.items() if v.startswith(f"secret:{operator_secret}/")}
-        unknown = set(env) - set(variables) - helpers
+        # Parts of URLs only feed $(...) references; anything else no code reads is a typo.
+        unknown = set(env) - set(variables) - referenced(env)
         assert not unknown, f"{name} sets {unknown}, which no code reads (a typo?)"
     # The example Secret holds every required setting, as a placeholder that passes no check.
     for var in variables.values():
         if var.required:
             assert "REPLACE" in secret[var.name]
-    assert "DATABASE_URL" in secret, "PostgreSQL is external: its URL is a secret"
+    assert "MIGRATE_DATABASE_URL" in secret, "PostgreSQL is external: the migrating role's URL is a secret"
 
 
 def test_amqp_url_names_the_rabbitmq_cluster(
@@ -258,7 +319,10 @@ def test_amqp_url_names_the_rabbitmq_cluster(
 ) -> None:
     for name, deployment in deployments.items():
         (container,) = containers(deployment)
-        url = urlsplit(container_env(container, config_map)["AMQP_URL"])
+        env = container_env(container, config_map)
+        if "AMQP_URL" not in env:
+            continue
+        url = urlsplit(env["AMQP_URL"])
         assert url.scheme == "amqp"
         assert url.hostname == rabbitmq_cluster["metadata"]["name"], name
         assert url.port == 5672

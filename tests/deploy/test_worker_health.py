@@ -38,7 +38,11 @@ def test_worker_answers_health_with_its_dependencies(settings: Settings, tmp_pat
         worker.wait_healthy(port, timeout=30)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
             body = json.loads(resp.read())
-        assert body == {"status": "ok", "dependencies": {"postgres": "up", "rabbitmq": "up"}}
+        assert body == {
+            "status": "ok",
+            "dependencies": {"postgres": "up", "rabbitmq": "up"},
+            "dead_letters": 0,
+        }
         assert "consuming" in worker.output()
     finally:
         assert worker.terminate() == 0, worker.output()

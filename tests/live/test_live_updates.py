@@ -13,15 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 
-from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import OfferCreated
 from tests.support.api import Api
 from tests.support.processes import ServiceProcess, Stack
+from tests.support.publish import EventPublisher
 from tests.support.watch import DEADLINE, Watch
 
 CLOSE_TOO_SLOW = 1008
@@ -145,46 +144,36 @@ async def test_subscribers_and_only_they_follow_an_offers_price_and_its_sale(liv
         assert offer_events(w, x["id"]) == offer_events(w, y["id"]) == []
 
 
-class EventPublisher:
-    """Publishes events straight to the events exchange, as the offers service's relay would."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    async def __aenter__(self) -> EventPublisher:
-        self._connection = await aio_pika.connect(self._settings.amqp_url)
-        channel = await self._connection.channel()
-        self._exchange = await channel.get_exchange(Topology.from_settings(self._settings).events_exchange)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._connection.close()
-
-    async def publish(self, event: OfferCreated) -> None:
-        await self._exchange.publish(
-            aio_pika.Message(event.encode(), message_id=event.event_id), routing_key=event.routing_key
-        )
-
-
 def big_offer_created(i: int) -> OfferCreated:
     # Offer-shaped, with a large title: the silent socket's buffers fill in a few hundred events.
     return OfferCreated({"id": str(uuid.uuid4()), "title": f"{i} " + "x" * 16_000})
 
 
-async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_every_event(live, http, settings):
+@pytest.mark.parametrize(
+    ("limits", "said"),
+    [
+        ({"WS_CLIENT_QUEUE": "16"}, "frames behind"),
+        # Frames enough for any burst, but 256 KiB of them: the bytes bound closes it first.
+        ({"WS_CLIENT_QUEUE": "100000", "WS_CLIENT_QUEUE_BYTES": str(256 * 1024)}, "bytes behind"),
+    ],
+    ids=["frames", "bytes"],
+)
+async def test_a_watcher_that_never_reads_is_closed_1008_and_the_others_get_every_event(
+    live, http, settings, limits: dict[str, str], said: str
+):
     # A small queue makes "falling behind" quick to reach; the long heartbeat keeps the ping
     # timeout from dropping the silent socket first.
-    gateway, port = live.stack.start_gateway("gateway-slow", WS_CLIENT_QUEUE="16", WS_HEARTBEAT_SECONDS="300")
+    gateway, port = live.stack.start_gateway("gateway-slow", WS_HEARTBEAT_SECONDS="300", **limits)
     try:
         await _slow_watcher_is_closed_and_the_others_get_everything(
-            gateway, f"http://127.0.0.1:{port}", http, settings
+            gateway, f"http://127.0.0.1:{port}", http, settings, said
         )
     finally:
         gateway.terminate()
 
 
 async def _slow_watcher_is_closed_and_the_others_get_everything(
-    gateway: ServiceProcess, base: str, http: aiohttp.ClientSession, settings: Settings
+    gateway: ServiceProcess, base: str, http: aiohttp.ClientSession, settings: Settings, said: str
 ) -> None:
     user = await Api(http, base).account("watcher")
     slow = await Watch.open(http, base, user.token)
@@ -201,12 +190,12 @@ async def _slow_watcher_is_closed_and_the_others_get_everything(
                 event = big_offer_created(batch * 100 + i)
                 await publisher.publish(event)
                 sent.append(event.offer_id)
-            if "frames behind" in gateway.output():
+            if said in gateway.output():
                 break
         await publisher.publish(end)
     await asyncio.gather(*reading)
 
-    assert "frames behind" in gateway.output()
+    assert said in gateway.output()
     wanted = [*sent, end.offer_id]
     for w in readers:
         assert [f["data"]["id"] for f in w.of("offerCreated") if f["data"]["id"] in set(wanted)] == wanted

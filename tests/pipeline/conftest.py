@@ -9,10 +9,11 @@ from dataclasses import replace
 import aio_pika
 import pytest
 
-from auction_shared.broker import Topology, delete_topology
+from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from bid_worker.settings import WorkerSettings
 from bid_worker.worker import BidWorker
+from tests.support.cleanup import delete_broker_names
 
 
 @pytest.fixture
@@ -24,11 +25,7 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
     """
     own = replace(settings, amqp_prefix=f"{settings.amqp_prefix}.{uuid.uuid4().hex[:8]}")
     yield own
-    connection = await aio_pika.connect(own.amqp_url)
-    try:
-        await delete_topology(await connection.channel(), Topology.from_settings(own))
-    finally:
-        await connection.close()
+    await delete_broker_names(own)
 
 
 class WorkerControl:

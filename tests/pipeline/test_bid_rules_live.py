@@ -128,19 +128,24 @@ async def test_accepting_a_bid_sells_the_offer_and_closes_it(
     assert rejected[0]["status"] == "rejected" and rejected[0]["reason"] == "offer_closed"
 
 
-async def test_an_outbid_bid_can_be_accepted_but_a_pending_one_is_not_found(
+async def test_only_the_leading_bid_can_be_accepted_not_a_pending_or_an_outbid_one(
     worker_control, offers_client, bids_client, make_user, settings
 ):
-    owner, alice = await make_user("own"), await make_user("alice")
+    owner, alice, bob = await make_user("own"), await make_user("alice"), await make_user("bob")
     offer = await create_offer(offers_client, owner, bid_price=1)
     _, pending = await place(bids_client, alice, offer["id"], 2)
-    # No worker yet: the bid is queued, not processed; it cannot be accepted or read yet.
-    assert (await offers_client.put(f"/v1/bid/{pending['id']}", headers=owner.headers)).status == 404
-    assert (await bids_client.get(f"/v1/bid/{pending['id']}", headers=alice.headers)).status == 404
-    await worker_control.start()
-    _, higher = await place(bids_client, alice, offer["id"], 3)
-    await wait_applied(settings.database_url, [pending["id"], higher["id"]])
+    # No worker yet: the bid is queued and reads pending at once, but a pending bid cannot be accepted.
+    resp = await bids_client.get(f"/v1/bid/{pending['id']}", headers=alice.headers)
+    assert resp.status == 200 and (await resp.json())["status"] == "pending"
     resp = await offers_client.put(f"/v1/bid/{pending['id']}", headers=owner.headers)
+    assert resp.status == 409 and "pending" in (await resp.json())["detail"]
+    await worker_control.start()
+    _, higher = await place(bids_client, bob, offer["id"], 3)
+    await wait_applied(settings.database_url, [pending["id"], higher["id"]])
+    assert (await processed(bids_client, alice, pending["id"], settings))["status"] == "outbid"
+    resp = await offers_client.put(f"/v1/bid/{pending['id']}", headers=owner.headers)
+    assert resp.status == 409 and "outbid" in (await resp.json())["detail"]
+    resp = await offers_client.put(f"/v1/bid/{higher['id']}", headers=owner.headers)
     assert resp.status == 200 and (await resp.json())["accepted"] is True
 
 

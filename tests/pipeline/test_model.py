@@ -13,7 +13,7 @@ from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_a
 
 BIDS = 1200
 USERS = 20
-OFFERS = 5
+OFFER_COUNT = 5
 
 
 async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings):
@@ -22,7 +22,7 @@ async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings)
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
         api = Api(session, stack.gateway_url)
         owner, *bidders = await api.accounts(USERS + 1, "model")
-        offers = [await api.create_offer(owner, bid_price=5) for _ in range(OFFERS)]
+        offers = [await api.create_offer(owner, bid_price=5) for _ in range(OFFER_COUNT)]
         # Prices from a small set, so equal bids (ties) happen often.
         plan = [
             (rng.choice(bidders), rng.choice(offers)["id"], rng.choice(range(1, 81)) / 2) for _ in range(BIDS)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
+from bid_worker import sharing
 from tests.support.api import Api, place_concurrently
 from tests.support.model import run_model
-from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_applied
+from tests.support.pipeline import BidTap, bid_rows, offer_states, price, shards_of, wait_applied
+from tests.support.waiting import wait_until
 
-OFFERS = 5
+OFFER_COUNT = 5
 
 
 async def stream_bids(api, bidders, offers, total, waves, rng, between_waves=None):
@@ -75,7 +79,7 @@ async def test_two_workers_never_apply_one_offer_at_once_and_keep_queue_order(st
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
         api = Api(session, stack.gateway_url)
         owner, *bidders = await api.accounts(11, "pair")
-        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFERS)]
+        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFER_COUNT)]
         accepted = await stream_bids(
             api, bidders, offers, total=2400, waves=12, rng=rng, between_waves=hand_over
         )
@@ -103,22 +107,67 @@ async def test_two_workers_never_apply_one_offer_at_once_and_keep_queue_order(st
         assert applied_in_time_order == [b.id for b in tap.order[offer_id]]
 
 
+def pick_names(shard_of_offer: dict[str, int], shards: int) -> tuple[str, str]:
+    """A victim and a survivor such that, by the sharing function, each owns shards with our offers."""
+    used = set(shard_of_offer.values())
+    for n in range(1000):
+        victim, survivor = f"worker-x{n}", f"worker-y{n}"
+        owners = {s: sharing.owner(s, [victim, survivor]) for s in range(shards)}
+        if {owners[s] for s in used} == {victim, survivor}:
+            return victim, survivor
+    raise AssertionError("no pair of names splits these offers' shards")
+
+
+async def applied_count(conn: asyncpg.Connection, worker: str, offers: list[str]) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM bids WHERE processed_by = $1 AND offer_id = ANY($2::uuid[])",
+        worker,
+        [uuid.UUID(o) for o in offers],
+    )
+
+
 async def test_kill_9_of_a_worker_under_load_loses_and_doubles_nothing(stack, settings):
-    workers = [stack.start_worker("worker-x"), stack.start_worker("worker-y")]
     rng = random.Random(9)
-
-    async def kill(wave: int) -> None:
-        if wave == 2:
-            workers[0].kill()  # SIGKILL: no clean-up, unacked messages go back to the queues
-
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
         api = Api(session, stack.gateway_url)
-        owner, *bidders = await api.accounts(9, "kill")
-        offers = [await api.create_offer(owner, bid_price=1) for _ in range(OFFERS)]
-        accepted = await stream_bids(api, bidders, offers, total=1500, waves=6, rng=rng, between_waves=kill)
-        rows = await check_against_model(settings, tap, offers, accepted)
+        seller, *bidders = await api.accounts(9, "kill")
+        offers = [await api.create_offer(seller, bid_price=1) for _ in range(OFFER_COUNT)]
+        shard_of_offer = await shards_of(settings, [o["id"] for o in offers])
+        victim, survivor = pick_names(shard_of_offer, settings.bid_shards)
+        victims_offers = [
+            o for o, s in shard_of_offer.items() if sharing.owner(s, [victim, survivor]) == victim
+        ]
+        survivors_offers = [o for o in shard_of_offer if o not in victims_offers]
+        # The victim starts first, so it is active on every shard until it hands the survivor's on.
+        victim_process = stack.start_worker(victim)
+        stack.start_worker(survivor)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            stream = asyncio.create_task(stream_bids(api, bidders, offers, total=1800, waves=10, rng=rng))
 
+            async def shared_out() -> bool:
+                # The victim applies its own shards' bids and the survivor its own: ownership settled.
+                return (
+                    await applied_count(conn, victim, victims_offers) > 0
+                    and await applied_count(conn, survivor, survivors_offers) > 0
+                )
+
+            await wait_until(shared_out, 60, "both workers applying bids of the shards they own")
+            assert not stream.done(), "the bids stopped before the kill: it would not be mid-wave"
+            victim_process.kill()  # SIGKILL mid-wave: batches in hand are neither acked nor committed
+            applied_before_kill = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM bids")
+            accepted = await stream
+            rows = await check_against_model(settings, tap, offers, accepted)
+            taken_over = await conn.fetchval(
+                "SELECT count(*) FROM bids WHERE processed_by = $1 AND offer_id = ANY($2::uuid[]) AND seq > $3",
+                survivor,
+                [uuid.UUID(o) for o in victims_offers],
+                applied_before_kill,
+            )
+        finally:
+            await conn.close()
+
+    assert taken_over > 0, "the survivor applied no bid of the killed worker's shards after the kill"
     applied_by = {r["processed_by"] for offer_rows in rows.values() for r in offer_rows}
-    assert "worker-x" in applied_by, "the killed worker applied nothing: the kill proved nothing"
-    assert "worker-y" in applied_by, "the standby never took over"
-    assert workers[0].proc.returncode == -9
+    assert applied_by == {victim, survivor}
+    assert victim_process.proc.returncode == -9

@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
 import pytest
 
-from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
 from tests.support.api import Api
+from tests.support.cleanup import delete_broker_names
 from tests.support.environment import env_of
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import ServiceProcess, Stack
@@ -42,15 +41,7 @@ def settings(settings: Settings) -> Iterator[Settings]:
     """
     own = replace(settings, amqp_prefix=f"{settings.amqp_prefix}_faults")
     yield own
-    asyncio.run(_delete_topology(own))
-
-
-async def _delete_topology(settings: Settings) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
-    try:
-        await delete_topology(await connection.channel(), Topology.from_settings(settings))
-    finally:
-        await connection.close()
+    asyncio.run(delete_broker_names(own))
 
 
 @pytest.fixture(scope="package")

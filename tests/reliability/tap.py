@@ -10,7 +10,7 @@ import aio_pika
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import Contract, decode
+from auction_shared.events import Contract, MalformedEvent, decode
 
 
 class EventTap:
@@ -24,6 +24,8 @@ class EventTap:
         self.settings = settings
         self.routing_keys = routing_keys
         self.events: list[Contract] = []
+        self.routing_keys_seen: list[str] = []  # of every message, decodable or not
+        self.malformed: list[tuple[str, str]] = []  # (routing key, why it could not be decoded)
         self._connection: aio_pika.abc.AbstractConnection | None = None
 
     async def __aenter__(self) -> EventTap:
@@ -46,7 +48,11 @@ class EventTap:
             await self._connection.close()
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.events.append(decode(message.body))
+        self.routing_keys_seen.append(message.routing_key or "")
+        try:
+            self.events.append(decode(message.body))
+        except MalformedEvent as exc:
+            self.malformed.append((message.routing_key or "", str(exc)))
 
     def event_ids_by_subject(self, subject: str = "id") -> dict[str, set[str]]:
         """For each subject id (`data[subject]`), the distinct event ids that told about it."""

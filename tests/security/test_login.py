@@ -18,7 +18,7 @@ LIMIT = 3
 
 
 @pytest.fixture
-async def strict_auth(aiohttp_client, settings: Settings) -> TestClient:
+async def strict_auth(aiohttp_client, settings: Settings, fresh_login_attempts: None) -> TestClient:
     """The auth service allowing LIMIT failed logins a minute per username and per address."""
     from auth.app import create_app
 
@@ -103,7 +103,7 @@ async def test_failed_logins_are_limited_per_client_address(strict_auth: TestCli
 
 
 async def test_through_the_gateway_a_forged_x_forwarded_for_does_not_escape_the_address_limit(
-    settings: Settings,
+    settings: Settings, fresh_login_attempts: None
 ) -> None:
     # The gateway replaces X-Forwarded-For with the address it saw, so a client cannot pose as many.
     async with running_world(replace(settings, login_attempts_per_minute=LIMIT)) as world:

@@ -15,9 +15,10 @@ import pytest
 from aiohttp import web
 
 from auction_shared.config import Settings
-from auction_shared.migrate import create_database, drop_database, migrate
+from auction_shared.migrate import create_database, migrate
 from auction_shared.tokens import issue_token
 from auction_shared.web import base_app
+from tests.support.cleanup import drop_database
 from tests.support.inprocess import World, running_world
 
 # What must never reach a client.

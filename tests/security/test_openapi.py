@@ -84,10 +84,11 @@ def _schema(spec: dict, name: str) -> dict:
 
 
 def test_request_constraints_match_the_services_validation(spec: dict) -> None:
+    from auction_shared.events import MAX_USERNAME
     from auth.handlers import Credentials
-    from bids.handlers import MAX_IDEMPOTENCY_KEY
-    from offers.handlers import MAX_LIFETIME, NewOffer
-    from offers.rules import SORT_COLUMNS
+    from bids.intake import MAX_IDEMPOTENCY_KEY, NewBid
+    from offers.handlers import MAX_EXTENSION, MAX_LIFETIME, MAX_SOFT_CLOSE, NewOffer
+    from offers.rules import SORT_COLUMNS, STATUSES
 
     username = Credentials.model_json_schema()["properties"]["username"]
     described = _schema(spec, "Credentials")["properties"]["username"]
@@ -100,9 +101,18 @@ def test_request_constraints_match_the_services_validation(spec: dict) -> None:
         offer["title"]["maxLength"],
     )
     assert described["lifetime"]["maximum"] == MAX_LIFETIME
+    assert described["soft_close_seconds"]["maximum"] == MAX_SOFT_CLOSE
+    assert described["max_extension_seconds"]["maximum"] == MAX_EXTENSION
+    assert described["max_extension_seconds"]["default"] == offer["max_extension_seconds"]["default"]
+    assert set(described) == set(offer)
     assert set(_schema(spec, "NewOffer")["required"]) == set(NewOffer.model_json_schema()["required"])
     sort_keys = next(p for p in spec["paths"]["/v1/offer"]["get"]["parameters"] if p["name"] == "sortKey")
     assert set(sort_keys["schema"]["enum"]) == {k for key in SORT_COLUMNS for k in (key, "-" + key)}
+    for base in ("/v1/offer", "/v1/offers"):
+        query = {p["name"]: p["schema"] for p in spec["paths"][base]["get"]["parameters"]}
+        assert set(query["status"]["enum"]) == set(STATUSES)
+        assert query["created_by"]["maxLength"] == MAX_USERNAME
+    assert set(_schema(spec, "NewBid")["properties"]) == set(NewBid.model_json_schema()["properties"])
     idem = next(p for p in spec["paths"]["/v1/bid"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
     assert idem["schema"]["maxLength"] == MAX_IDEMPOTENCY_KEY
 

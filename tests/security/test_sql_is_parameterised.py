@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.support.processes import ROOT
 
-SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WHERE|VALUES|RETURNING)\b")
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WHERE|VALUES|RETURNING|GRANT|REVOKE)\b")
 # (file, name) -> why interpolating it is safe.
 ALLOWED = {
     (
@@ -22,6 +22,18 @@ ALLOWED = {
     ): "sort.column comes from rules.SORT_COLUMNS, a fixed whitelist",
     ("services/offers/offers/store.py", "direction"): "either the literal ASC or DESC",
     ("shared/auction_shared/migrate.py", "ident"): "the configured database name, quoted as an identifier",
+    # db_roles.py: DDL takes no parameters. Role, table, column and database names are quoted as
+    # identifiers (_ident, or quote_ident in the catalog query); privileges are constants of
+    # TABLE_PRIVILEGES; passwords are quoted by PostgreSQL's own format('%L').
+    ("shared/auction_shared/db_roles.py", "_ident"): "quotes an identifier",
+    ("shared/auction_shared/db_roles.py", "role"): "quoted by _ident",
+    ("shared/auction_shared/db_roles.py", "database"): "current_database(), quoted by _ident",
+    ("shared/auction_shared/db_roles.py", "everyone"): "role names, each quoted by _ident",
+    ("shared/auction_shared/db_roles.py", "columns"): "column names quoted by quote_ident",
+    ("shared/auction_shared/db_roles.py", "table"): "a catalog table name, quoted by _ident",
+    ("shared/auction_shared/db_roles.py", "privileges"): "a constant of TABLE_PRIVILEGES",
+    ("shared/auction_shared/db_roles.py", "roles"): "role names, quoted by _ident",
+    ("shared/auction_shared/db_roles.py", "service"): "a key of TABLE_PRIVILEGES",
 }
 
 

@@ -8,11 +8,10 @@ import secrets
 import uuid
 from dataclasses import replace
 
-import aio_pika
-
-from auction_shared.broker import Topology, delete_topology
 from auction_shared.config import Settings
-from auction_shared.migrate import create_database, drop_database, migrate
+from auction_shared.migrate import create_database, migrate
+
+from .cleanup import delete_broker_names, drop_database
 
 PG_BASE = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -57,12 +56,7 @@ async def prepare(settings: Settings) -> None:
 
 async def tear_down(settings: Settings) -> None:
     await drop_database(settings.database_url)
-    connection = await aio_pika.connect(settings.amqp_url)
-    try:
-        channel = await connection.channel()
-        await delete_topology(channel, Topology.from_settings(settings))
-    finally:
-        await connection.close()
+    await delete_broker_names(settings)
 
 
 def prepare_sync(settings: Settings) -> None:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -83,3 +84,18 @@ async def account(client: TestClient, prefix: str = "user") -> Account:
     resp = await client.post("/v1/login", json=credentials)
     assert resp.status == 200, await resp.text()
     return Account(credentials["username"], (await resp.json())["token"], user_id)
+
+
+async def accounts(client: TestClient, *prefixes: str) -> list[Account]:
+    """One fresh user per prefix, in order."""
+    return [await account(client, prefix) for prefix in prefixes]
+
+
+async def new_offer(world: World, owner: Account, **body: Any) -> dict[str, Any]:
+    """An offer of `owner` through the offers service (title and a start price of 10 unless given)."""
+    body.setdefault("title", "lot " + uuid.uuid4().hex[:6])
+    body.setdefault("bid_price", 10)
+    resp = await world.offers.post("/v1/offer", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    offer: dict[str, Any] = await resp.json()
+    return offer

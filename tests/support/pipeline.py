@@ -60,18 +60,19 @@ class BidTap:
 
 
 async def wait_applied(database_url: str, bid_ids: Iterable[str], timeout: float = 120.0) -> None:
-    """Wait until every bid id has a row in `bids` (the worker commits a bid with its effects)."""
+    """Wait until every bid id has a final row in `bids` (the worker commits a bid with its effects;
+    intake's pending row is not one)."""
     ids = [uuid.UUID(b) for b in bid_ids]
     conn = await asyncpg.connect(database_url)
     try:
 
         async def all_there() -> bool:
-            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids) == len(
-                ids
-            )
+            return await count() == len(ids)
 
         async def count() -> int:
-            return await conn.fetchval("SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])", ids)
+            return await conn.fetchval(
+                "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[]) AND status <> 'pending'", ids
+            )
 
         try:
             await wait_until(all_there, timeout, "the bids to be applied")
@@ -113,3 +114,28 @@ async def bid_rows(database_url: str, offer_ids: Iterable[str]) -> dict[str, lis
 
 def price(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+async def shards_of(settings: Settings, offer_ids: Iterable[str]) -> dict[str, int]:
+    """The shard each offer's bids go to, found by routing a probe through the consistent hash.
+
+    Only while no worker consumes: each probe is counted in its queue, then the queue is purged."""
+    topology = Topology.from_settings(settings)
+    connection = await aio_pika.connect(settings.amqp_url)
+    found: dict[str, int] = {}
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        bids = await channel.get_exchange(topology.bids_exchange)
+        queues = [await channel.declare_queue(name, passive=True) for name in topology.shard_queues]
+        for offer_id in offer_ids:
+            probe = aio_pika.Message(b"probe", headers={"offer_id": offer_id})
+            await bids.publish(probe, routing_key="", mandatory=True)
+            for index, queue in enumerate(queues):
+                if (
+                    await queue.channel.declare_queue(queue.name, passive=True)
+                ).declaration_result.message_count:
+                    found[offer_id] = index
+                    await queue.purge()
+    finally:
+        await connection.close()
+    return found

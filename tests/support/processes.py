@@ -95,6 +95,14 @@ class Stack:
         self.log_dir = log_dir
         self.processes: list[ServiceProcess] = []
         self.ports: dict[str, int] = {}
+        # Set `metrics = {}` before starting: each process then serves /metrics on its own free port.
+        self.metrics: dict[str, int] | None = None
+
+    def _observed(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        if self.metrics is None:
+            return env
+        self.metrics[name] = free_port()
+        return dict(env, METRICS_PORT=str(self.metrics[name]))
 
     def start_services(self) -> None:
         for name in ("auth", "offers", "bids"):
@@ -111,7 +119,10 @@ class Stack:
             BIDS_URL=f"http://127.0.0.1:{self.ports['bids']}",
         )
         self.env = env
-        started = [ServiceProcess(n, env, self.log_dir) for n in ("auth", "offers", "bids", "gateway")]
+        started = [
+            ServiceProcess(n, self._observed(n, env), self.log_dir)
+            for n in ("auth", "offers", "bids", "gateway")
+        ]
         self.processes.extend(started)
         for proc in started:
             proc.wait_healthy(self.ports[proc.name])
@@ -119,14 +130,14 @@ class Stack:
     def start_gateway(self, name: str, **extra: str) -> tuple[ServiceProcess, int]:
         port = free_port()
         env = dict(self.env, GATEWAY_PORT=str(port), **extra)
-        proc = ServiceProcess("gateway", env, self.log_dir, name=name)
+        proc = ServiceProcess("gateway", self._observed(name, env), self.log_dir, name=name)
         self.processes.append(proc)
         proc.wait_healthy(port)
         return proc, port
 
     def start_worker(self, name: str, **extra: str) -> ServiceProcess:
         env = dict(self.env, WORKER_ID=name, **extra)
-        proc = ServiceProcess("bid_worker", env, self.log_dir, name=name)
+        proc = ServiceProcess("bid_worker", self._observed(name, env), self.log_dir, name=name)
         self.processes.append(proc)
         proc.wait_for_line("consuming")
         return proc

@@ -84,7 +84,7 @@ async def test_bad_signup_bodies_are_400_naming_the_field(auth_client, body, fie
     assert problem["errors"][0]["field"] == field
 
 
-async def test_failed_logins_are_throttled_per_username(aiohttp_client, settings):
+async def test_failed_logins_are_throttled_per_username(aiohttp_client, settings, fresh_login_attempts):
     from dataclasses import replace
 
     from auth.app import create_app

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
 from auction_shared.config import ConfigError, Settings
-from auction_shared.web import install_uvloop, setup_logging
+from auction_shared.observability import observe
+from auction_shared.web import install_uvloop
 
+from .dead_letter_queue import watch_depth
 from .health import start_health
 from .settings import WorkerSettings
 from .worker import BidWorker
 
+log = logging.getLogger("bid_worker")
+
 
 async def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings)
+    observe("bid-worker", settings)
     worker_settings = WorkerSettings.from_env()  # read first: a bad value fails before any shard is consumed
     worker = BidWorker(settings, worker_settings)
     port = worker_settings.health_port
@@ -26,8 +31,14 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
     health = await start_health(worker, port) if port is not None else None
-    print(f"bid-worker {worker.worker.worker_id} consuming {settings.bid_shards} shards", flush=True)
+    assert worker._connection is not None  # started above
+    depth = asyncio.create_task(
+        watch_depth(worker._connection, worker.topology, settings.dependency_timeout),
+        name="dead-letter-depth",
+    )
+    log.info("bid-worker %s consuming %d shards", worker.worker.worker_id, settings.bid_shards)
     await stop.wait()
+    depth.cancel()
     if health is not None:
         await health.cleanup()
     await worker.stop()

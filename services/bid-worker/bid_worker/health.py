@@ -10,10 +10,10 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from auction_shared.broker import broker_is_up
-from auction_shared.db import check_database
-from auction_shared.web import health_handler
+from auction_shared.health import health_handler
+from auction_shared.outages import broker_is_up, database_is_up
 
+from .dead_letter_queue import measure_depth
 from .settings import WorkerSettings
 from .worker import BidWorker
 
@@ -34,14 +34,27 @@ async def _broker_up(app: web.Application) -> bool:
 async def _database_up(app: web.Application) -> bool:
     worker = app[WORKER]
     pool = worker._pool
-    return pool is not None and await check_database(pool, worker.settings.dependency_timeout)
+    return pool is not None and await database_is_up(pool, worker.settings.dependency_timeout)
+
+
+async def _dead_letters(app: web.Application) -> dict[str, object]:
+    """How many messages wait in the dead-letter queue (None while the broker is away). It never
+    fails the probe: restarting a worker cures no dead letter."""
+    worker = app[WORKER]
+    connection = worker._connection
+    if connection is None:
+        return {"dead_letters": None}
+    depth = await measure_depth(connection, worker.topology, worker.settings.dependency_timeout)
+    return {"dead_letters": depth}
 
 
 async def start_health(worker: BidWorker, port: int) -> web.AppRunner:
     """Serve /health on HOST:port beside the consume loop; the caller cleans the runner up."""
     app = web.Application()
     app[WORKER] = worker
-    app.router.add_get("/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}))
+    app.router.add_get(
+        "/health", health_handler({"postgres": _database_up, "rabbitmq": _broker_up}, _dead_letters)
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, worker.settings.host, port).start()

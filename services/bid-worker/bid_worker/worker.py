@@ -20,9 +20,11 @@ from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
 from auction_shared.db import create_pool
 from auction_shared.events import BidPlaced, MalformedEvent, OfferUpdated, decode
+from auction_shared.outages import DATABASE_REFUSED
+from auction_shared.retry import Backoff, retry
 from auction_shared.shapes import offer_shape
 
-from . import store
+from . import observed, store
 from .rules import Decision, OfferState, apply_bids
 from .settings import WorkerSettings
 from .sharing import Roster, owner
@@ -189,10 +191,13 @@ class BidWorker:
                 assert self._connection is not None
                 log.info("worker %s hands shard %d to its owner", self.worker.worker_id, shard.index)
                 await shard.release(self._connection, self.worker.prefetch)
+                observed.handed_over(shard.index)
                 continue
             batch = shard.take_batch(first, self.worker.max_batch)
             # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
-            shard.current = asyncio.ensure_future(self._handle(shard, batch))
+            shard.current = asyncio.ensure_future(
+                observed.batch(shard.index, batch, shard.inbox.empty, self._handle(shard, batch))
+            )
             await asyncio.shield(shard.current)
 
     async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
@@ -208,6 +213,7 @@ class BidWorker:
             except MalformedEvent as exc:
                 log.error("shard %d: dead-lettering message %s: %s", shard.index, message.message_id, exc)
                 await self._settle(message.reject(requeue=False))
+                observed.dead_lettered("malformed")
         if not bids:
             return
         changed = await self._apply_until_done(shard, bids)
@@ -231,22 +237,20 @@ class BidWorker:
 
     async def _apply_until_done(self, shard: Shard, bids: list[BidPlaced]) -> list[dict[str, Any]]:
         """Retry the transaction until Postgres takes it: never requeue, never reorder."""
-        delay = 0.1
-        while True:
-            try:
-                return await self._apply(bids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
-                if self._stopping.is_set():
-                    raise  # not acked: the broker gives these bids to the next worker
-                log.warning(
-                    "shard %d: applying %d bids failed (%r); retrying in %.1fs",
-                    shard.index,
-                    len(bids),
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
+        return await retry(
+            lambda: self._apply(bids),
+            on=DATABASE_REFUSED,
+            backoff=Backoff(0.1, 3.0),
+            # Stopping: not acked, so the broker gives these bids to the next worker.
+            give_up=self._stopping.is_set,
+            waiting=lambda exc, delay: log.warning(
+                "shard %d: applying %d bids failed (%r); retrying in %.1fs",
+                shard.index,
+                len(bids),
+                exc,
+                delay,
+            ),
+        )
 
     async def _apply(self, bids: list[BidPlaced]) -> list[dict[str, Any]]:
         assert self._pool is not None
@@ -281,6 +285,7 @@ class BidWorker:
             await store.mark_outbid(conn, outbid)
             await store.insert_bids(conn, decisions, self.worker.worker_id)
             rows = await store.update_offers(conn, states)
+        observed.judged(decisions)  # committed
         if self.worker.audit_log:
             self._audit(locked_at, decisions)
         return [offer_shape(r) for r in rows if r["id"] in changed_ids]

@@ -1,1 +1,1 @@
-"""The bids service: bid intake onto RabbitMQ, and bid reads. Writes only `bid_requests`."""
+"""The bids service: bid intake onto RabbitMQ, and bid reads. Writes `bid_requests` and each bid's pending row."""

@@ -22,7 +22,7 @@ MAX_ENTRIES = 10_000
 @dataclass(frozen=True)
 class OfferFacts:
     created_by_id: uuid.UUID
-    sold: bool
+    status: str  # live, ended or sold
     ends_at: datetime | None
 
 
@@ -60,9 +60,9 @@ class OfferCache:
 
     async def _load(self, offer_id: uuid.UUID, now: float) -> OfferFacts | None:
         row = await self._pool.fetchrow(
-            "SELECT created_by_id, sold, ends_at FROM offers WHERE id = $1", offer_id
+            "SELECT created_by_id, status, ends_at FROM offers WHERE id = $1", offer_id
         )
-        facts = OfferFacts(row["created_by_id"], row["sold"], row["ends_at"]) if row else None
+        facts = OfferFacts(row["created_by_id"], row["status"], row["ends_at"]) if row else None
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         # Unknown ids are not cached: an offer created a moment ago must be biddable at once.

@@ -2,13 +2,15 @@
 
 from aiohttp import web
 
-from . import handlers
+from auction_shared.route_aliases import add_aliased
+
+from . import handlers, intake
 
 
 def setup_routes(app: web.Application) -> None:
-    for base in ("/v1/bid", "/v1/bids"):
-        app.router.add_post(base, handlers.place_bid)
-        app.router.add_get(base + "/{bid_id}", handlers.get_bid)
-    for base in ("/v1/offer", "/v1/offers"):
-        app.router.add_get(base + "/{offer_id}/bids", handlers.list_bids)
-    app.router.add_get("/health", handlers.health)
+    r = app.router
+    add_aliased(r.add_post, "/v1/bid", intake.place_bid)
+    add_aliased(r.add_get, "/v1/bid", handlers.my_bids)
+    add_aliased(r.add_get, "/v1/bid/{bid_id}", handlers.get_bid)
+    add_aliased(r.add_get, "/v1/offer/{offer_id}/bids", handlers.list_bids)
+    r.add_get("/health", handlers.health)

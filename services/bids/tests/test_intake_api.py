@@ -8,19 +8,11 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from tests.support.inprocess import account
+from tests.support.inprocess import account, new_offer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PROBLEM = "application/problem+json"
-
-
-async def new_offer(world, owner, **body) -> dict:
-    body.setdefault("title", "intake lot")
-    body.setdefault("bid_price", 10)
-    resp = await world.offers.post("/v1/offer", json=body, headers=owner.headers)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
 
 
 async def place(world, who, offer_id: str, price: float, base: str = "/v1/bid"):

@@ -8,10 +8,12 @@ from auction_shared.jsonio import dumps
 
 # Server -> client event names (API.md, WebSocket).
 AUTHENTICATED = "authenticated"
-OFFERS = "offers"
+OFFER_PAGE = "offers"  # the answer to get_offers: one page of offers
 OFFER_CREATED = "offerCreated"
 OFFER_UPDATED = "offerUpdated"
 OFFER_SOLD = "offerSold"
+OFFER_ENDED = "offerEnded"
+BID_UPDATED = "bidUpdated"
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from auction_shared.health import health_handler
 from auction_shared.jsonio import json_response
-from auction_shared.web import health_handler
 
 from .offer_feed import feed_is_up
 from .proxy import AUTH, BIDS, OFFERS, upstream_healthy

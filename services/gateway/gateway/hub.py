@@ -1,201 +1,83 @@
-"""The hub: every authenticated WebSocket watcher of this replica and the offers each one follows.
+"""The hub: every WebSocket watcher of this replica, each user's sockets, and the offers each one follows.
 
-A watcher's frames go through its own bounded queue to its own writer task, so a slow socket only
-ever fills its own queue. When that queue is full the watcher is closed with 1008 instead of being
-buffered without limit; the hub never awaits a socket, so one slow peer cannot delay the others.
-Frames are bytes serialised once per event; the same object is queued to every watcher. While a
-watcher has nothing queued and its socket's buffer is empty, a frame skips the queue and goes to
-the socket at once: that is the common case, and it spares a task wake-up per socket per event.
+The hub never awaits a socket: delivering a frame queues it to each watcher (watcher.py), and a
+watcher that cannot take it leaves. Frames about one offer carry its version; each watcher drops a
+version older than one it was already sent (versions.py), so whichever way the events arrive, no
+socket sees an offer go back in time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import struct
-import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
-log = logging.getLogger(__name__)
+from auction_shared.observability.metrics import WS_FRAMES, WS_SOCKETS
 
-CLOSE_TOO_SLOW = WSCloseCode.POLICY_VIOLATION  # 1008: the peer reads slower than events arrive
-# How long a closing handshake may take (the close frame waits behind what is already buffered)
-# before the connection is dropped without one.
-CLOSE_TIMEOUT = 15.0
+from .watcher import Watcher
+
 # One watcher may follow this many offers at once; the hub's memory per watcher stays bounded.
 MAX_FOLLOWED = 1000
 
 
-class _Close:
-    """Queued after the last frame a watcher is sent: the writer then closes the socket."""
+class About(NamedTuple):
+    """What a frame is about: which offer, at which version, as which event."""
 
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-
-
-def text_frame_header(length: int) -> bytes:
-    """RFC 6455 header of one unmasked, uncompressed, final text frame (server to client)."""
-    if length < 126:
-        return struct.pack("!BB", 0x81, length)
-    if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length)
-    return struct.pack("!BBQ", 0x81, 127, length)
-
-
-class Watcher:
-    """One WebSocket client: its outgoing queue, its writer task and the offers it follows."""
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, queue_size: int) -> None:
-        self.ws = ws
-        self._request = request
-        self._queue: asyncio.Queue[bytes | _Close] = asyncio.Queue(maxsize=queue_size)
-        self.user_id: uuid.UUID | None = None
-        self.username = ""
-        self.expires_at = 0
-        self.following: set[str] = set()
-        self.closing = False
-        self._closer: asyncio.Task[None] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._writer = asyncio.create_task(self._write())
-
-    def __repr__(self) -> str:
-        return f"<Watcher {self.username or '(anonymous)'} {self._request.remote}>"
-
-    def send(self, frame: bytes) -> bool:
-        """Queue a frame without waiting; False if the watcher is closing or was just closed as too slow."""
-        if self.closing:
-            return False
-        if self._queue.empty() and self._keeps_up():
-            # Nothing queued to overtake and the peer has read everything so far: write now. Waking
-            # the writer task instead cost a third of the gateway's CPU in a 5,000-socket broadcast
-            # (`make bench`), and the bare aiohttp broadcast it is measured against does not do it.
-            self._request.transport.write(text_frame_header(len(frame)) + frame)  # type: ignore[union-attr]  # _keeps_up() saw the transport open
-            return True
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            log.warning("closing %r: %d frames behind", self, self._queue.qsize())
-            self._evict()
-            return False
-        return True
-
-    def close_after_sent(self, code: int, reason: str) -> None:
-        """Close once every frame queued so far is written (an error frame then the close frame)."""
-        if self.closing:
-            return
-        try:
-            self._queue.put_nowait(_Close(code, reason))
-        except asyncio.QueueFull:
-            self._evict()
-            return
-        self.closing = True
-
-    def expire_at(self, expires_at: int, on_expiry: Callable[[], None]) -> None:
-        """(Re)arm the token-expiry timer; a refreshed token only ever moves it later."""
-        if expires_at <= self.expires_at and self._expiry is not None:
-            return
-        self.expires_at = expires_at
-        if self._expiry is not None:
-            self._expiry.cancel()
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(max(0.0, expires_at - time.time()), on_expiry)
-
-    def _evict(self) -> None:
-        self.closing = True
-        # The writer is stuck on a full socket; the frame it was writing is already in the
-        # transport's buffer whole (aiohttp writes a frame synchronously, then drains).
-        self._writer.cancel()
-        self._closer = asyncio.create_task(self._close(CLOSE_TOO_SLOW, "too slow: fell behind"))
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                item = await self._queue.get()
-                if isinstance(item, _Close):
-                    await self._close(item.code, item.reason)
-                    return
-                await self.ws.send_frame(item, WSMsgType.TEXT)
-                # Not kept while the next frame is awaited: orjson's bytes each hold a 4 KiB buffer,
-                # and every watcher's last frame (often its own `authenticated`) would stay alive
-                # (20 MB at 5,000 sockets under `make bench`).
-                del item
-        except ConnectionError:  # the peer went away (aiohttp's reset error is a ConnectionError)
-            self.closing = True
-        except Exception:
-            log.exception("writer of %r failed; dropping the connection", self)
-            self.closing = True
-            self._abort()
-
-    async def _close(self, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError):
-            self._abort()
-
-    def _keeps_up(self) -> bool:
-        """The socket is open and its write buffer empty, so a write neither waits nor piles up."""
-        transport = self._request.transport
-        return (
-            transport is not None
-            and not transport.is_closing()
-            and not self.ws.closed
-            and transport.get_write_buffer_size() == 0
-        )
-
-    def _abort(self) -> None:
-        transport = self._request.transport
-        if transport is not None:
-            transport.abort()
-
-    async def finish(self) -> None:
-        """After the socket's read loop ended: let a requested close complete, stop the writer."""
-        # A close was requested if the watcher is closing while its writer still runs (a close
-        # frame is queued) or if it was evicted (a closer task runs).
-        closing_task = self._closer or (self._writer if self.closing and not self._writer.done() else None)
-        self.closing = True
-        if self._expiry is not None:
-            self._expiry.cancel()
-        if closing_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(closing_task), CLOSE_TIMEOUT + 1)
-            except asyncio.TimeoutError:
-                self._abort()
-        self._writer.cancel()
-        if self.ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:
-            # A dead peer (no pong, reset): drop the connection instead of flushing to nobody.
-            self._abort()
+    offer_id: str
+    version: int | None
+    event: str
 
 
 class Hub:
-    """Connected and authenticated watchers and, per offer id, the watchers following it."""
+    """Connected and authenticated watchers, per user their sockets, per offer id its followers."""
 
     def __init__(self) -> None:
         self._connected: set[Watcher] = set()
         self._watchers: set[Watcher] = set()  # authenticated: they receive offerCreated
+        self._by_user: dict[uuid.UUID, set[Watcher]] = {}
         self._followers: dict[str, set[Watcher]] = {}
+        # Called with a user id when its first socket joins or its last one leaves (the private
+        # routes of this replica follow it); set once by whoever owns the routes.
+        self.on_user_change: Callable[[uuid.UUID], None] = lambda _user: None
 
     def __len__(self) -> int:
         return len(self._watchers)
 
+    @property
+    def connected(self) -> int:
+        """Sockets open on this replica, authenticated or not."""
+        return len(self._connected)
+
     def connect(self, watcher: Watcher) -> None:
         self._connected.add(watcher)
+        WS_SOCKETS.set(len(self._connected))
 
     def disconnect(self, watcher: Watcher) -> None:
         self.leave(watcher)
         self._connected.discard(watcher)
+        WS_SOCKETS.set(len(self._connected))
 
     def join(self, watcher: Watcher) -> None:
+        """An authenticated watcher (its user_id set) starts receiving events."""
+        assert watcher.user_id is not None
         self._watchers.add(watcher)
+        sockets = self._by_user.setdefault(watcher.user_id, set())
+        sockets.add(watcher)
+        if len(sockets) == 1:
+            self.on_user_change(watcher.user_id)
 
     def leave(self, watcher: Watcher) -> None:
         """The watcher receives nothing more from the hub (it may still be connected)."""
         self._watchers.discard(watcher)
+        user_id = watcher.user_id
+        sockets = self._by_user.get(user_id) if user_id is not None else None
+        if user_id is not None and sockets is not None and watcher in sockets:
+            sockets.discard(watcher)
+            if not sockets:
+                del self._by_user[user_id]
+                self.on_user_change(user_id)
         for offer_id in watcher.following:
             followers = self._followers.get(offer_id)
             if followers is not None:
@@ -203,6 +85,10 @@ class Hub:
                 if not followers:
                     del self._followers[offer_id]
         watcher.following.clear()
+
+    def sockets_of(self, user_id: uuid.UUID) -> int:
+        """How many authenticated sockets the user has on this replica."""
+        return len(self._by_user.get(user_id, ()))
 
     def follow(self, watcher: Watcher, offer_id: str) -> bool:
         """False if the watcher already follows as many offers as it may."""
@@ -227,26 +113,39 @@ class Hub:
     def is_followed(self, offer_id: str) -> bool:
         return offer_id in self._followers
 
-    def broadcast(self, frame: bytes) -> int:
-        """Queue `frame` to every authenticated watcher; return how many took it."""
-        return self._deliver(self._watchers, frame)
+    def broadcast(self, frame: bytes, about: About | None = None) -> int:
+        """Queue `frame` to every authenticated watcher; return how many took it.
 
-    def to_followers(self, offer_id: str, frame: bytes) -> int:
+        A new offer goes to every socket: remembering its version in each would cost memory per
+        socket per offer, so it is only checked against what a socket already holds."""
+        return self._deliver(self._watchers, frame, about, remember=False)
+
+    def to_followers(self, offer_id: str, frame: bytes, about: About | None = None) -> int:
         """Queue `frame` to the watchers following `offer_id`; return how many took it."""
         followers = self._followers.get(offer_id)
-        return self._deliver(followers, frame) if followers else 0
+        return self._deliver(followers, frame, about) if followers else 0
 
-    def _deliver(self, watchers: Iterable[Watcher], frame: bytes) -> int:
+    def to_user(self, user_id: uuid.UUID, frame: bytes, about: About | None = None) -> int:
+        """Queue a private `frame` to every socket of `user_id` on this replica, subscribed or not."""
+        sockets = self._by_user.get(user_id)
+        return self._deliver(sockets, frame, about) if sockets else 0
+
+    def _deliver(
+        self, watchers: Iterable[Watcher], frame: bytes, about: About | None, *, remember: bool = True
+    ) -> int:
         # send() never awaits and never changes these sets; laggards leave after the loop.
         delivered = 0
         laggards = []
         for watcher in watchers:
+            if about is not None and not watcher.seen.admit(*about, remember=remember):
+                continue
             if watcher.send(frame):
                 delivered += 1
             else:
                 laggards.append(watcher)
         for watcher in laggards:
             self.leave(watcher)
+        WS_FRAMES.inc(delivered)
         return delivered
 
     def close_all(self, code: int, reason: str) -> None:

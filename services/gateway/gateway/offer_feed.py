@@ -1,4 +1,5 @@
-"""This replica's own queue of offer events (`offer.*`), deduplicated and handed to the hub in order."""
+"""This replica's own queue of live events (`offer.*` and its users' `user.<id>`), deduplicated and
+handed to the hub in order."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiohttp import WSCloseCode, web
 
-from auction_shared.broker import Topology, broker_is_up, connect, declare_events_exchange
+from auction_shared.broker import Topology, connect, declare_events_exchange
 from auction_shared.config import Settings
-from auction_shared.events import MalformedEvent, OfferCreated, OfferEvent, OfferSold, OfferUpdated, decode
+from auction_shared.events import MalformedEvent, decode
+from auction_shared.outages import BROKER_UNREACHABLE, broker_is_up
+from auction_shared.retry import Backoff, retry
 
-from . import frames
+from .deliver import deliver
 from .hub import HUB, Hub
+from .user_check import USERS, UserCheck
+from .user_routes import UserRoutes
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +61,21 @@ class RecentIds:
 
 
 class OfferFeed:
-    """Consumes `offer.created`, `offer.updated` and `offer.sold` and fans them out through the hub.
+    """Consumes the offer events and its users' private events and fans them out through the hub.
 
     Each replica has its own queue, so every replica sees every event once. The connection is robust:
     after a reconnect aio-pika declares the same queue, binds and consumes again, and the events
     published while the connection was down are still in it (not exclusive, not auto-delete: it
     expires QUEUE_EXPIRES_MS after its last consumer went away). Copies are dropped by event id.
+    The `user.<id>` bindings follow the users connected here (user_routes.py).
     """
 
     def __init__(self, settings: Settings, hub: Hub) -> None:
         self._settings = settings
         self._topology = Topology.from_settings(settings)
         self._hub = hub
+        self.routes = UserRoutes(hub.sockets_of, settings.dependency_timeout)
+        hub.on_user_change = self.routes.settle
         self.queue_name = f"{self._topology.prefix}.gateway.{uuid.uuid4().hex[:12]}"
         self._recent = RecentIds(RECENT_EVENT_IDS)
         # Bounded by PREFETCH: the broker sends no more until we ack.
@@ -89,19 +97,17 @@ class OfferFeed:
 
     async def run(self) -> None:
         """Connect (waiting for RabbitMQ as long as it takes), then hand events to the hub forever."""
-        while True:
-            try:
-                await self._subscribe()
-                break
-            except (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError) as exc:
-                log.warning("live updates wait for RabbitMQ: %r", exc)
-                await self._close_connection()
-                await asyncio.sleep(RETRY_SECONDS)
+        await retry(
+            self._subscribe,
+            on=BROKER_UNREACHABLE,
+            backoff=Backoff(RETRY_SECONDS, RETRY_SECONDS),
+            waiting=lambda exc, _: log.warning("live updates wait for RabbitMQ: %r", exc),
+        )
         log.info("live updates: consuming offer.* on %s", self.queue_name)
         while True:
             message = await self._inbox.get()
             try:
-                self.dispatch(message.body)
+                self.dispatch(message.body, message.routing_key or "")
             except Exception:  # one bad event must not stop the live updates of every socket
                 log.exception("live updates: could not dispatch event %s", message.message_id)
             await self._ack(message)
@@ -110,6 +116,13 @@ class OfferFeed:
             await asyncio.sleep(0)
 
     async def _subscribe(self) -> None:
+        try:
+            await self._declare_and_consume()
+        except BROKER_UNREACHABLE:
+            await self._close_connection()
+            raise
+
+    async def _declare_and_consume(self) -> None:
         self._connection = await connect(self._settings, attempts=1)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
@@ -131,6 +144,7 @@ class OfferFeed:
         self._connection.close_callbacks.add(self._on_lost)
         self._connection.reconnect_callbacks.add(self._on_restored)
         self._subscribed = True
+        self.routes.attach(queue, events)
 
     def _on_lost(self, *_: object) -> None:
         if self._subscribed:
@@ -141,6 +155,7 @@ class OfferFeed:
         log.info("live updates: reconnected; %s declared, bound and consumed again", self.queue_name)
         self._subscribed = True
         self.resubscribed += 1
+        self.routes.settle_all()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # aiormq runs one task per delivery, in delivery order; queueing before any await keeps it.
@@ -154,30 +169,22 @@ class OfferFeed:
         try:
             await message.ack(multiple=True)
         except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
-            # The channel it came on is gone, and its exclusive queue with it: nothing to ack.
+            # The channel it came on is gone: the broker hands these events out again after the
+            # reconnect, and the recent event ids drop the copies.
             log.info("live updates: ack skipped after a reconnect: %r", exc)
 
-    def dispatch(self, body: bytes) -> None:
+    def dispatch(self, body: bytes, routing_key: str) -> None:
         """One event to the watchers it concerns, serialised once."""
         try:
             event = decode(body)
         except MalformedEvent as exc:
             log.warning("live updates: dropping a malformed event: %s", exc)
             return
-        if not self._recent.first_time(event.event_id):
-            return
-        if isinstance(event, OfferCreated):
-            self._hub.broadcast(frames.event_frame(frames.OFFER_CREATED, event.to_data()))
-        elif isinstance(event, OfferUpdated):
-            self._to_followers(frames.OFFER_UPDATED, event)
-        elif isinstance(event, OfferSold) and event.recipient is None:
-            self._to_followers(frames.OFFER_SOLD, event)
-
-    def _to_followers(self, name: str, event: OfferEvent) -> None:
-        if self._hub.is_followed(event.offer_id):
-            self._hub.to_followers(event.offer_id, frames.event_frame(name, event.to_data()))
+        if self._recent.first_time(event.event_id):
+            deliver(self._hub, event, routing_key)
 
     async def close(self) -> None:
+        await self.routes.close()
         if self._queue is not None and self.is_up():
             try:  # leaving for good: nobody will read this replica's queue again
                 if self._consumer_tag is not None:
@@ -211,6 +218,7 @@ def live_updates(settings: Settings) -> Callable[[web.Application], AsyncIterato
         feed = OfferFeed(settings, hub)
         app[HUB] = hub
         app[FEED] = feed
+        app[USERS] = UserCheck(settings.known_user_ttl_seconds)
         task = asyncio.create_task(feed.run(), name="offer-feed")
         yield
         task.cancel()

@@ -14,10 +14,13 @@ from typing import Literal
 
 from aiohttp import web
 
+from auction_shared.client_address import client_address
 from auction_shared.config import Settings
+from auction_shared.observability import request_id
+from auction_shared.observability.tracing import inject_trace
 from auction_shared.problems import DependencyDown, Problem
 from auction_shared.validation import parse_uuid
-from auction_shared.web import identity
+from auction_shared.web import SETTINGS, identity
 
 from .upstream import Upstream, UpstreamError, UpstreamResponse
 
@@ -107,7 +110,9 @@ def forward(
         body = await request.read() if request.body_exists else None
         incoming = request.headers
         headers = {h: incoming[h] for h in FORWARD_REQUEST if h in incoming}
-        headers["X-Forwarded-For"] = request.remote or ""
+        headers["X-Forwarded-For"] = client_address(request, request.app[SETTINGS].trusted_proxy_hops)
+        headers[request_id.HEADER] = request_id.current() or request_id.new()
+        inject_trace(headers)  # the lean client has no instrumentation: carry the trace by hand
         resp = await _send(request.app, upstream, request.method, path_qs, headers, body)
         got = resp.headers
         out = {name: got[key] for name, key in _FORWARD_RESPONSE_KEYS if key in got}
@@ -119,6 +124,9 @@ def forward(
 async def fetch(app: web.Application, upstream: ServiceName, path_qs: str, token: str) -> tuple[int, bytes]:
     """GET `path_qs` from `upstream` as the token's owner, on the pooled connections (the WebSocket's reads)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if (rid := request_id.current()) is not None:
+        headers[request_id.HEADER] = rid
+    inject_trace(headers)
     resp = await _send(app, upstream, "GET", path_qs, headers, None)
     return resp.status, resp.body
 

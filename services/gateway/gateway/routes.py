@@ -2,6 +2,8 @@
 
 from aiohttp import web
 
+from auction_shared.route_aliases import add_aliased
+
 from . import handlers
 from .openapi import openapi_spec
 from .proxy import AUTH, BIDS, OFFERS, forward
@@ -18,13 +20,12 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/stream", stream)
     r.add_post("/v1/signup", forward(AUTH, public=True))
     r.add_post("/v1/login", forward(AUTH, public=True))
-    for offer in ("/v1/offer", "/v1/offers"):
-        r.add_post(offer, forward(OFFERS))
-        r.add_get(offer, forward(OFFERS))
-        r.add_get(offer + "/{offer_id}", forward(OFFERS))
-        r.add_get(offer + "/{offer_id}/bids", forward(BIDS))
-    for bid in ("/v1/bid", "/v1/bids"):
-        r.add_post(bid, forward(BIDS))
-        r.add_get(bid + "/{bid_id}", forward(BIDS))
-        # The sale changes the offer, so the offers service owns accepting a bid.
-        r.add_put(bid + "/{bid_id}", forward(OFFERS))
+    add_aliased(r.add_post, "/v1/offer", forward(OFFERS))
+    add_aliased(r.add_get, "/v1/offer", forward(OFFERS))
+    add_aliased(r.add_get, "/v1/offer/{offer_id}", forward(OFFERS))
+    add_aliased(r.add_get, "/v1/offer/{offer_id}/bids", forward(BIDS))
+    add_aliased(r.add_post, "/v1/bid", forward(BIDS))
+    add_aliased(r.add_get, "/v1/bid", forward(BIDS))
+    add_aliased(r.add_get, "/v1/bid/{bid_id}", forward(BIDS))
+    # The sale changes the offer, so the offers service owns accepting a bid.
+    add_aliased(r.add_put, "/v1/bid/{bid_id}", forward(OFFERS))

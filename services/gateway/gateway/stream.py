@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from auction_shared.jsonio import loads
 from auction_shared.problems import DependencyDown, Problem
@@ -16,10 +17,14 @@ from auction_shared.tokens import Identity, verify_token
 from auction_shared.web import SETTINGS
 
 from . import frames
-from .hub import HUB, Hub, Watcher
+from .hub import HUB, Hub
+from .offer_feed import FEED
 from .proxy import OFFERS, fetch
+from .user_check import USERS
+from .watcher import Watcher
 
-CLOSE_UNAUTHORIZED = 4401  # no, a bad, an expired or another user's token
+CLOSE_UNAUTHORIZED = 4401  # no, a bad, an expired or another user's token, or none in time
+CLOSE_REFUSED = WSCloseCode.POLICY_VIOLATION  # 1008: over a cap of sockets
 # Larger client messages close the socket with 1009 (aiohttp does it); the same bound as HTTP bodies.
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -55,7 +60,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
         raise Problem(426, "GET /v1/stream expects a WebSocket upgrade", headers={"Upgrade": "websocket"})
     await ws.prepare(request)
     hub = request.app[HUB]
-    watcher = Watcher(ws, request, settings.ws_client_queue)
+    if hub.connected >= settings.ws_max_sockets:
+        # Refused before it costs a watcher: the error, then the close, on the bare socket.
+        await ws.send_str(frames.error_frame("too many sockets on this server, retry later").decode())
+        await ws.close(code=CLOSE_REFUSED, message=b"too many sockets")
+        return ws
+    watcher = Watcher(ws, request, settings.ws_client_queue, settings.ws_client_queue_bytes)
     hub.connect(watcher)
     session = StreamSession(request.app, hub, watcher)
     try:
@@ -69,6 +79,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if watcher.closing:
                 break
     finally:
+        session.stop()
         hub.disconnect(watcher)
         await watcher.finish()
     return ws
@@ -86,6 +97,14 @@ class StreamSession:
         self._hub = hub
         self._watcher = watcher
         self._who: Identity | None = None
+        # A socket that says nothing must not hold a slot for ever: authenticate in time or go.
+        self._auth_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            app[SETTINGS].ws_auth_timeout_seconds, self._too_late
+        )
+
+    def stop(self) -> None:
+        if self._auth_deadline is not None:
+            self._auth_deadline.cancel()
 
     # --- replies -------------------------------------------------------------------------------
 
@@ -99,6 +118,12 @@ class StreamSession:
 
     def _expired(self) -> None:
         self._reject("token has expired")
+
+    def _too_late(self) -> None:
+        self._auth_deadline = None
+        if self._who is None:
+            timeout = self._app[SETTINGS].ws_auth_timeout_seconds
+            self._reject(f"authenticate within {timeout:g} seconds of connecting")
 
     # --- incoming ------------------------------------------------------------------------------
 
@@ -135,8 +160,11 @@ class StreamSession:
         if self._who is not None and who.user_id != self._who.user_id:
             self._reject("the token belongs to another user")
             return
+        if not await self._app[USERS].exists(self._app, who.user_id, token):
+            self._reject("the token's user no longer exists")
+            return
         if event == "authenticate":
-            self._authenticate(who)
+            await self._authenticate(who)
             return
         handler = HANDLERS.get(event) if isinstance(event, str) else None
         if handler is None:
@@ -150,13 +178,23 @@ class StreamSession:
 
     # --- events --------------------------------------------------------------------------------
 
-    def _authenticate(self, who: Identity) -> None:
-        first = self._who is None
-        self._who = who
-        self._watcher.user_id, self._watcher.username = who.user_id, who.username
-        self._watcher.expire_at(who.expires_at, self._expired)
-        if first:
+    async def _authenticate(self, who: Identity) -> None:
+        if self._who is None:
+            if self._watcher.closing:  # the deadline passed while the user was being checked
+                return
+            cap = self._app[SETTINGS].ws_max_sockets_per_user
+            if self._hub.sockets_of(who.user_id) >= cap:
+                self._error(f"too many sockets for this user (at most {cap}): close one first")
+                self._watcher.close_after_sent(CLOSE_REFUSED, "too many sockets")
+                return
+            self.stop()
+            self._who = who
+            self._watcher.user_id, self._watcher.username = who.user_id, who.username
             self._hub.join(self._watcher)
+            # `authenticated` promises the private events: wait (bounded) for this user's binding.
+            await self._app[FEED].routes.ready(who.user_id)
+        self._who = who
+        self._watcher.expire_at(who.expires_at, self._expired)
         self._watcher.send(
             frames.event_frame(
                 frames.AUTHENTICATED, {"username": who.username, "expires_at": _rfc3339(who.expires_at)}
@@ -176,7 +214,7 @@ class StreamSession:
         path = "/v1/offer" + ("?" + urlencode(query) if query else "")
         reply = await self._fetch(path, token)
         if reply is not None:
-            self._watcher.send(frames.raw_event_frame(frames.OFFERS, reply))
+            self._watcher.send(frames.raw_event_frame(frames.OFFER_PAGE, reply))
 
     async def subscribe(self, message: dict[str, Any], token: str) -> None:
         offer_id = self._offer_id(message)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from dataclasses import replace
 
 import aio_pika
 import aiohttp
@@ -18,41 +16,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from auction_shared.broker import Topology
-from auction_shared.config import Settings
 from auction_shared.events import OfferCreated
 from auction_shared.tokens import issue_token
-from gateway.app import create_app
 from gateway.hub import HUB
-from gateway.offer_feed import FEED
+from tests.support.waiting import wait_until
 from tests.support.watch import Watch
 
 CLOSE_UNAUTHORIZED = 4401
-
-
-async def _until(condition, deadline: float = 20.0, what: str = "condition") -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError(f"{what} not met in {deadline}s")
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def start_gateway(aiohttp_client, offers_client: TestClient, settings: Settings):
-    """A gateway app (settings overridable) in front of the in-process offers app, once its feed is up."""
-
-    async def start(**overrides: object) -> TestClient:
-        routed = replace(settings, offers_url=str(offers_client.make_url("")).rstrip("/"), **overrides)
-        client = await aiohttp_client(create_app(routed))
-        await _until(client.server.app[FEED].is_up, what="the gateway's offer feed to subscribe")
-        return client
-
-    return start
-
-
-@pytest.fixture
-async def gateway(start_gateway) -> TestClient:
-    return await start_gateway()
 
 
 def base(client: TestClient) -> str:
@@ -360,7 +330,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped(start_gateway, make_us
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
             break
         assert msg.type is aiohttp.WSMsgType.PING
-    await _until(lambda: len(hub) == 0, what="the hub to forget the dead peer")
+    await wait_until(lambda: len(hub) == 0, 20.0, "the hub to forget the dead peer")
 
 
 async def test_a_gateway_shutting_down_closes_its_sockets_with_1001(gateway, make_user):

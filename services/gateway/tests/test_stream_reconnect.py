@@ -1,11 +1,10 @@
-"""The gateway's offer feed survives the broker dropping its connection: queue re-declared, re-bound,
-events flow again to sockets that stayed open. The connection is closed by RabbitMQ itself (its
+"""The gateway's offer feed survives the broker dropping its connection: queue re-declared, re-bound
+(its users' private routes too), events flow again to sockets that stayed open. The connection is closed by RabbitMQ itself (its
 management API), as an operator or a broker restart would."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from dataclasses import replace
@@ -15,16 +14,12 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 
 from auction_shared.config import Settings
+from auction_shared.events import private_key
 from gateway.app import create_app
 from gateway.offer_feed import FEED
+from tests.support.management import MANAGEMENT_API, MANAGEMENT_AUTH
+from tests.support.publish import EventPublisher, bid_updated, offer_view
 from tests.support.watch import Watch
-
-MANAGEMENT_API = os.environ.get("TEST_RABBITMQ_API", "http://127.0.0.1:15672/api")
-MANAGEMENT_AUTH = {
-    "Authorization": aiohttp.encode_basic_auth(
-        os.environ.get("TEST_RABBITMQ_USER", "guest"), os.environ.get("TEST_RABBITMQ_PASSWORD", "guest")
-    )
-}
 
 
 async def _poll(check, deadline: float = 30.0, what: str = "condition"):
@@ -46,7 +41,7 @@ async def _connections_named(mgmt: aiohttp.ClientSession, name: str) -> list[str
     return [r["name"] for r in rows if r.get("client_properties", {}).get("connection_name") == name]
 
 
-async def test_after_the_broker_drops_the_gateways_connection_events_flow_again(
+async def test_after_the_broker_drops_the_gateways_connection_public_and_private_events_flow_again(
     aiohttp_client, offers_client: TestClient, make_user, settings: Settings
 ):
     name = f"test-gateway-{uuid.uuid4().hex[:8]}"
@@ -87,12 +82,17 @@ async def test_after_the_broker_drops_the_gateways_connection_events_flow_again(
             f"{MANAGEMENT_API}/queues/%2F/{quote(feed.queue_name, safe='')}/bindings"
         ) as resp:
             bindings = await resp.json()
-        assert any(
-            b["source"] == f"{settings.amqp_prefix}.events" and b["routing_key"] == "offer.*"
-            for b in bindings
-        )
+        for key in ("offer.*", private_key(user.user_id)):
+            assert any(
+                b["source"] == f"{settings.amqp_prefix}.events" and b["routing_key"] == key for b in bindings
+            ), key
 
-    # The same socket, open all along, gets the next event.
+    # The same socket, open all along, gets the next event, and its user's private events.
     await created_offer_reaches(watch)
+    private = bid_updated(user.user_id, offer_view(str(uuid.uuid4()), 2))
+    async with EventPublisher(settings) as publisher:
+        await publisher.publish(private)
+    got = await watch.until(lambda f: f["event"] == "bidUpdated")
+    assert got["data"]["bid"]["id"] == private.bid["id"]
     health = await (await gateway.get("/health")).json()
     assert health["dependencies"]["rabbitmq"] == "up"

@@ -10,20 +10,22 @@ from aiohttp import web
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 from yarl import URL
 
-from auction_shared.broker import CONNECTION, broker_is_up
-from auction_shared.db import DB_POOL, check_database
-from auction_shared.events import OfferCreated, OfferSold
+from auction_shared.db import DB_POOL
+from auction_shared.events import OfferCreated
+from auction_shared.health import broker_connected, database_answers, health_handler
 from auction_shared.jsonio import json_response
 from auction_shared.outbox import RELAY
 from auction_shared.problems import Problem
-from auction_shared.shapes import bid_shape, offer_shape
+from auction_shared.shapes import offer_shape
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
-from auction_shared.web import SETTINGS, health_handler, identity, page_params
+from auction_shared.web import identity, page_params
 
 from . import store
-from .rules import parse_sort, schedule
+from .rules import hard_end, parse_filters, parse_sort, schedule, term_errors
 
 MAX_LIFETIME = 10 * 365 * 24 * 3600
+MAX_SOFT_CLOSE = 3600
+MAX_EXTENSION = 24 * 3600
 # Lax datetime parsing would also take a number or "1700000000" as a Unix time: only text that starts
 # like an RFC 3339 date-time goes on to the parser.
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -56,15 +58,21 @@ class NewOffer(StrictModel):
     photo_url: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_photo_url)] = ""
     # RFC 3339 with an explicit offset; strict mode still parses it from a JSON string.
     go_live: Annotated[AwareDatetime | None, Field(strict=False), BeforeValidator(_rfc3339_text)] = None
+    # The auction's terms (API.md, "Auction rules"); the bounds the database checks too.
+    reserve_price: Money | None = None
+    min_increment: Money | None = None
+    soft_close_seconds: Annotated[int, Field(ge=0, le=MAX_SOFT_CLOSE)] = 0
+    max_extension_seconds: Annotated[int, Field(ge=0, le=MAX_EXTENSION)] = 3600
 
 
 async def create_offer(request: web.Request) -> web.Response:
     who = identity(request)
     body = await parse_body(request, NewOffer)
+    errors = term_errors(body.bid_price, body.reserve_price, body.lifetime, body.soft_close_seconds)
     if not body.title.strip():
-        raise Problem(
-            400, "title must not be blank", errors=[{"field": "title", "message": "must not be blank"}]
-        )
+        errors.insert(0, {"field": "title", "message": "must not be blank"})
+    if errors:
+        raise Problem(400, "; ".join(f"{e['field']} {e['message']}" for e in errors), errors=errors)
     go_live, ends_at = schedule(datetime.now(timezone.utc), body.go_live, body.lifetime)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
@@ -78,6 +86,13 @@ async def create_offer(request: web.Request) -> web.Response:
             ends_at=ends_at,
             user_id=who.user_id,
             username=who.username,
+            terms=store.Terms(
+                reserve_price=body.reserve_price,
+                min_increment=body.min_increment,
+                soft_close_seconds=body.soft_close_seconds,
+                max_extension_seconds=body.max_extension_seconds,
+                hard_ends_at=hard_end(ends_at, body.soft_close_seconds, body.max_extension_seconds),
+            ),
         )
         await request.app[RELAY].add(conn, OfferCreated(offer_shape(row)))
     request.app[RELAY].wake()
@@ -88,7 +103,8 @@ async def list_offers(request: web.Request) -> web.Response:
     who = identity(request)
     page, size = page_params(request)
     sort = parse_sort(request.query.get("sortKey", request.query.get("sortkey")))
-    rows, total = await store.list_offers(request.app[DB_POOL], sort, page, size)
+    filters = parse_filters(request.query)
+    rows, total = await store.list_offers(request.app[DB_POOL], sort, filters, page, size)
     return json_response([offer_shape(r, who.user_id) for r in rows], headers={"X-Total-Count": str(total)})
 
 
@@ -101,32 +117,4 @@ async def get_offer(request: web.Request) -> web.Response:
     return json_response(offer_shape(row, who.user_id))
 
 
-async def accept_bid(request: web.Request) -> web.Response:
-    who = identity(request)
-    bid_id = parse_uuid(request.match_info["bid_id"], "bid")
-    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
-        found = await store.lock_offer_of_bid(conn, bid_id)
-        if found is None:
-            raise Problem(404, f"no processed bid with id {bid_id}")
-        offer, bid = found
-        if offer["created_by_id"] != who.user_id:
-            raise Problem(403, "only the offer's creator may accept a bid on it")
-        if offer["sold"]:
-            raise Problem(409, "the offer is already sold")
-        if bid["status"] == "rejected":
-            raise Problem(409, f"the bid was rejected ({bid['reason']}) and cannot be accepted")
-        sold_offer, accepted = await store.sell(conn, offer["id"], bid_id)
-        await request.app[RELAY].add(conn, OfferSold(offer_shape(sold_offer), bid=bid_shape(accepted)))
-    request.app[RELAY].wake()
-    return json_response(bid_shape(accepted, who.user_id))
-
-
-async def _database_up(app: web.Application) -> bool:
-    return await check_database(app[DB_POOL], app[SETTINGS].dependency_timeout)
-
-
-async def _broker_up(app: web.Application) -> bool:
-    return broker_is_up(app[CONNECTION])
-
-
-health = health_handler({"postgres": _database_up, "rabbitmq": _broker_up})
+health = health_handler({"postgres": database_answers, "rabbitmq": broker_connected})

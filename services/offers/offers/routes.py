@@ -2,14 +2,15 @@
 
 from aiohttp import web
 
-from . import handlers
+from auction_shared.route_aliases import add_aliased
+
+from . import handlers, sale
 
 
 def setup_routes(app: web.Application) -> None:
-    for base in ("/v1/offer", "/v1/offers"):
-        app.router.add_post(base, handlers.create_offer)
-        app.router.add_get(base, handlers.list_offers)
-        app.router.add_get(base + "/{offer_id}", handlers.get_offer)
-    for base in ("/v1/bid", "/v1/bids"):
-        app.router.add_put(base + "/{bid_id}", handlers.accept_bid)
-    app.router.add_get("/health", handlers.health)
+    r = app.router
+    add_aliased(r.add_post, "/v1/offer", handlers.create_offer)
+    add_aliased(r.add_get, "/v1/offer", handlers.list_offers)
+    add_aliased(r.add_get, "/v1/offer/{offer_id}", handlers.get_offer)
+    add_aliased(r.add_put, "/v1/bid/{bid_id}", sale.accept_bid)
+    r.add_get("/health", handlers.health)

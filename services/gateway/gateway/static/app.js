@@ -1,11 +1,12 @@
 // The /index page: the public API over fetch(), live updates over one WebSocket (/v1/stream).
 // Plain browser JavaScript, no build step and nothing loaded from elsewhere. Every value from the
-// server is put on the page as text (textContent), never as HTML.
+// server is put on the page as text (textContent), never as HTML. auction.js draws the offers.
 "use strict";
 
 const LIST_SIZE = 25;          // offers shown (and followed live) at once
 const LOG_LIMIT = 300;         // event-log lines kept
 const BID_POLLS = 30;          // how often a placed bid's outcome is asked for, 400 ms apart
+const TICK_MS = 250;           // the countdown's refresh
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -17,6 +18,8 @@ const state = {
   order: [],                   // ids in list order (newest first)
   followed: new Set(),         // offer ids this socket is subscribed to
   open: null,                  // id of the offer shown in detail
+  detail: null,                // that offer, as last drawn (the countdown reads its ends_at)
+  versions: new Map(),         // offer id -> the highest version this page has shown
 };
 
 // --- small things ---------------------------------------------------------------------------------
@@ -25,30 +28,6 @@ function say(text, kind = "") {
   const el = $("status");
   el.textContent = text;
   el.className = kind;
-}
-
-function money(value) {
-  return Number(value).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-}
-
-function stateOf(offer) {
-  if (offer.sold) return ["sold", "sold"];
-  if (offer.ends_at && new Date(offer.ends_at) <= new Date()) return ["closed", "off"];
-  if (offer.go_live && new Date(offer.go_live) > new Date()) return ["not live yet", ""];
-  return ["open", "on"];
-}
-
-function cell(text, className = "") {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-function flash(el) {
-  el.classList.remove("flash");
-  void el.offsetWidth; // restart the animation
-  el.classList.add("flash");
 }
 
 // --- HTTP -----------------------------------------------------------------------------------------
@@ -166,13 +145,17 @@ function handle(message) {
       updateOffer(message.data);
       break;
     case "offerSold":
+      // Subscribers get it, and the seller gets their own copy even unsubscribed (once either way).
+      if (updateOffer(message.data.offer)) sellerAlert(message.data.offer, message.data.bid);
+      break;
+    case "offerEnded":
+      if (updateOffer(message.data)) sellerAlert(message.data, null);
+      break;
+    case "bidUpdated":
+      // Private: one of this user's bids changed status (leading, outbid, won, ...).
       updateOffer(message.data.offer);
-      if (message.data.offer.id === state.open) {
-        say(`Sold to ${message.data.bid.username} for ${money(message.data.bid.bid_price)}.`, "ok");
-        if (message.data.bid.username === state.username) {
-          $("bid-outcome").textContent = `Your bid of ${money(message.data.bid.bid_price)} was accepted: it is yours.`;
-        }
-      }
+      bidAlert(message.data.bid, message.data.offer);
+      if (message.data.offer.id === state.open) loadBids(state.open);
       break;
     case "error":
       say(message.error, "error");
@@ -198,7 +181,7 @@ function showList(offers) {
 }
 
 function addOffer(offer) {
-  if (state.offers.has(offer.id)) return;
+  if (state.offers.has(offer.id) || !newer(offer)) return;
   state.offers.set(offer.id, offer);
   state.order.unshift(offer.id);
   follow(offer.id);
@@ -210,7 +193,17 @@ function addOffer(offer) {
   renderList(offer.id);
 }
 
+// False (and nothing drawn) for a version older than one already shown: a client keeps the highest.
+function newer(offer) {
+  const seen = state.versions.get(offer.id);
+  if (typeof offer.version !== "number") return true;
+  if (seen !== undefined && offer.version < seen) return false;
+  state.versions.set(offer.id, offer.version);
+  return true;
+}
+
 function updateOffer(offer) {
+  if (!newer(offer)) return false;
   if (state.offers.has(offer.id)) {
     state.offers.set(offer.id, offer);
     renderList(offer.id);
@@ -219,31 +212,7 @@ function updateOffer(offer) {
     renderDetail(offer, true);
     loadBids(offer.id);
   }
-}
-
-function renderList(changedId) {
-  const body = $("offers");
-  body.replaceChildren();
-  for (const id of state.order) {
-    const offer = state.offers.get(id);
-    const [label, kind] = stateOf(offer);
-    const tr = document.createElement("tr");
-    tr.dataset.offerId = id;
-    if (id === state.open) tr.className = "selected";
-    const pill = document.createElement("span");
-    pill.className = `pill ${kind}`;
-    pill.textContent = label;
-    const stateCell = document.createElement("td");
-    stateCell.append(pill);
-    tr.append(
-      cell(offer.title), cell(money(offer.bid_price), "num price-cell"), cell(offer.created_by),
-      cell(String(offer.bid_count), "num"), stateCell,
-    );
-    tr.addEventListener("click", () => openOffer(id));
-    body.append(tr);
-    if (id === changedId) flash(tr);
-  }
-  $("offers-empty").hidden = state.order.length > 0;
+  return true;
 }
 
 // --- one offer ------------------------------------------------------------------------------------
@@ -255,7 +224,9 @@ async function openOffer(id) {
     state.open = id;
     follow(id);
     $("bid-outcome").textContent = "";
-    renderDetail(offer, false);
+    $("bid-max").value = "";
+    const shown = newer(offer) ? offer : state.offers.get(id) || offer; // events may be ahead of GET
+    renderDetail(shown, false);
     renderList();
     await loadBids(id);
   } catch (error) {
@@ -266,32 +237,9 @@ async function openOffer(id) {
 function closeDetail() {
   if (state.open && !state.offers.has(state.open)) unfollow(state.open);
   state.open = null;
+  state.detail = null;
   $("offer-detail").hidden = true;
   renderList();
-}
-
-function renderDetail(offer, changed) {
-  $("offer-detail").hidden = false;
-  $("offer-detail").dataset.offerId = offer.id;
-  $("detail-title").textContent = offer.title;
-  $("detail-price").textContent = money(offer.bid_price);
-  if (changed) flash($("detail-price"));
-  const [label, kind] = stateOf(offer);
-  $("detail-state").textContent = label;
-  $("detail-state").className = `pill ${kind}`;
-  $("detail-seller").textContent = offer.created_by + (offer.created_by === state.username ? " (you)" : "");
-  $("detail-leader").textContent = offer.highest_bidder || "—";
-  $("detail-count").textContent = String(offer.bid_count);
-  $("detail-ends").textContent = offer.ends_at ? new Date(offer.ends_at).toLocaleString() : "when sold";
-  const mine = offer.created_by === state.username;
-  const open = label === "open";
-  $("bid-form").hidden = mine || !open;
-  const input = $("bid-price");
-  if (!changed || Number(input.value) <= Number(offer.bid_price)) {
-    input.value = (Math.floor(Number(offer.bid_price)) + 1).toFixed(2);
-  }
-  $("offer-detail").dataset.mine = mine ? "yes" : "no";
-  $("offer-detail").dataset.sold = offer.sold ? "yes" : "no";
 }
 
 async function loadBids(offerId) {
@@ -302,44 +250,26 @@ async function loadBids(offerId) {
     say(error.message, "error");
     return;
   }
-  if (offerId !== state.open) return;
-  const mine = $("offer-detail").dataset.mine === "yes";
-  const sold = $("offer-detail").dataset.sold === "yes";
-  const body = $("bids");
-  body.replaceChildren();
-  for (const bid of bids) {
-    const tr = document.createElement("tr");
-    tr.dataset.bidId = bid.id;
-    const action = document.createElement("td");
-    if (mine && !sold && (bid.status === "leading" || bid.status === "outbid")) {
-      const button = document.createElement("button");
-      button.className = "small accept-button";
-      button.textContent = "Accept";
-      button.addEventListener("click", () => acceptBid(bid));
-      action.append(button);
-    }
-    const status = bid.status + (bid.reason ? ` (${bid.reason})` : "");
-    tr.append(cell(money(bid.bid_price), "num"), cell(bid.username), cell(status), action);
-    body.append(tr);
-  }
-  if (!bids.length) {
-    const tr = document.createElement("tr");
-    tr.append(cell("no bids yet", "muted"));
-    body.append(tr);
-  }
+  if (offerId === state.open) renderBids(bids);
 }
 
 async function placeBid(event) {
   event.preventDefault();
   const offerId = state.open;
   const price = Number($("bid-price").value);
+  const body = { offer_id: offerId, bid_price: price };
+  if ($("bid-max").value) body.max_price = Number($("bid-max").value); // a proxy bid
   $("bid-button").disabled = true;
   try {
-    const bid = await api("POST", "/v1/bid", { offer_id: offerId, bid_price: price });
+    const bid = await api("POST", "/v1/bid", body);
     $("bid-outcome").textContent = `Bid of ${money(price)} queued…`;
+    // The private bidUpdated event says how it went; asking as well covers a socket that is down.
     for (let i = 0; i < BID_POLLS; i++) {
       await new Promise((resolve) => setTimeout(resolve, 400));
-      const now = await api("GET", `/v1/bid/${encodeURIComponent(bid.id)}`);
+      const now = await api("GET", `/v1/bid/${encodeURIComponent(bid.id)}`).catch((error) => {
+        if (error.status === 404) return { status: "pending" }; // not recorded yet
+        throw error;
+      });
       if (now.status !== "pending") {
         $("bid-outcome").textContent = now.status === "rejected"
           ? `Bid of ${money(price)} rejected: ${now.reason}.`
@@ -372,7 +302,9 @@ async function createOffer(event) {
     title: $("create-title").value.trim(),
     bid_price: Number($("create-price").value),
     lifetime: Number($("create-lifetime").value || 0),
+    soft_close_seconds: Number($("create-soft-close").value || 0),
   };
+  if ($("create-reserve").value) body.reserve_price = Number($("create-reserve").value);
   $("create-button").disabled = true;
   try {
     const offer = await api("POST", "/v1/offer", body);
@@ -419,6 +351,9 @@ function logout(message) {
   state.offers.clear();
   state.order = [];
   state.open = null;
+  state.detail = null;
+  state.versions.clear();
+  $("alerts").replaceChildren();
   $("account").hidden = false;
   $("market").hidden = true;
   $("offer-detail").hidden = true;
@@ -439,5 +374,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("close-detail").addEventListener("click", closeDetail);
   $("refresh-button").addEventListener("click", () => send({ event: "get_offers", page: 0, size: LIST_SIZE, sortkey: "-created" }));
   $("clear-log").addEventListener("click", () => $("event-log").replaceChildren());
+  setInterval(renderCountdown, TICK_MS);
   if (state.token) start();
 });

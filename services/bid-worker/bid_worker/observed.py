@@ -1,0 +1,95 @@
+"""What the bid-worker tells operators: a trace span, metrics and debug lines per batch, in a few calls.
+
+The batch's span continues the trace of its first message (the others are linked), so one bid is
+followed from the gateway through RabbitMQ into the worker's transaction and the events it causes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol, TypeVar
+
+from aio_pika.abc import AbstractIncomingMessage
+from opentelemetry import trace
+
+from auction_shared.observability import request_id
+from auction_shared.observability.metrics import (
+    BIDS_APPLIED,
+    BIDS_REJECTED,
+    DEAD_LETTERS,
+    SHARD_APPLY,
+    SHARD_BATCH,
+    SHARD_HANDOVERS,
+    SHARD_LAG,
+    shard_label,
+)
+from auction_shared.observability.tracing import PUBLISHED_AT, context_of, continuing, link_to
+
+log = logging.getLogger("bid_worker")
+tracer = trace.get_tracer("bid_worker")
+T = TypeVar("T")
+
+
+class Judged(Protocol):
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> object: ...
+
+
+def _age(message: AbstractIncomingMessage) -> float:
+    published = (message.headers or {}).get(PUBLISHED_AT)
+    return max(0.0, time.time() - published) if isinstance(published, float) else 0.0
+
+
+async def batch(
+    shard: int,
+    messages: Sequence[AbstractIncomingMessage],
+    caught_up: Callable[[], bool],
+    work: Awaitable[T],
+) -> T:
+    """Run `work` (the batch's handling) inside its span; record its size, time and the shard's lag.
+
+    `caught_up` is called afterwards: true when nothing more waits in the shard's inbox."""
+    label = shard_label(shard)
+    SHARD_LAG.labels(label).set(_age(messages[0]))
+    links = [link for m in messages[1:] if (link := link_to(m.headers)) is not None]
+    started = time.perf_counter()
+    with tracer.start_as_current_span(
+        "apply bids",
+        context=context_of(messages[0].headers),
+        kind=trace.SpanKind.CONSUMER,
+        links=links,
+        attributes={"auction.shard": label, "auction.batch_size": len(messages)},
+    ):
+        request_id.adopt(messages[0].headers)
+        result = await work
+    SHARD_APPLY.labels(label).observe(time.perf_counter() - started)
+    SHARD_BATCH.labels(label).observe(len(messages))
+    if caught_up():
+        SHARD_LAG.labels(label).set(0)
+    if log.isEnabledFor(logging.DEBUG):  # a line per bid, under its own request id: DEBUG only
+        for message in messages:
+            with continuing(message.headers):
+                log.debug("shard %s: handled message %s", label, message.message_id)
+    return result
+
+
+def judged(decisions: Iterable[Judged]) -> None:
+    """Count a committed batch's decisions: the new leaders, and the refused by their reason."""
+    for decision in decisions:
+        if decision.status == "rejected":
+            BIDS_REJECTED.labels("worker", str(decision.reason)).inc()
+        else:
+            BIDS_APPLIED.inc()
+
+
+def dead_lettered(reason: str) -> None:
+    DEAD_LETTERS.labels(reason).inc()
+
+
+def handed_over(shard: int) -> None:
+    SHARD_HANDOVERS.labels(shard_label(shard)).inc()

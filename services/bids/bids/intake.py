@@ -1,0 +1,169 @@
+"""POST /v1/bid: check what intake can tell, queue the bid with a confirm, record it pending, answer 202.
+
+Idempotency-Key: a claimed key is never released. A retry with the key republishes the bid it names
+(same id, same receipt time; the worker drops a duplicate id) unless the bid is already recorded,
+which intake does only after a confirm; so a "202 replayed" always names a bid that is or will be
+processed. Keys are kept for `store.KEY_RETENTION_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from auction_shared.broker import PUBLISHER
+from auction_shared.db import DB_POOL
+from auction_shared.events import BidPlaced, money
+from auction_shared.jsonio import json_response
+from auction_shared.observability.metrics import BIDS_RECEIVED, BIDS_REJECTED
+from auction_shared.problems import Problem
+from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
+from auction_shared.web import SETTINGS, identity
+
+from . import store
+from .offer_cache import OfferCache
+
+log = logging.getLogger(__name__)
+
+OFFER_CACHE = web.AppKey("offer_cache", OfferCache)
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class NewBid(StrictModel):
+    bid_price: Money
+    offer_id: str
+    # A proxy bid: the most the system may bid for the bidder (None: a straight bid).
+    max_price: Money | None = None
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise Problem(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "must be printable ASCII, 1-200 chars"}],
+        )
+    return key
+
+
+def pending_view(bid: BidPlaced) -> dict[str, object]:
+    """The 202 body: the bid as its bidder sees it before the worker judged it."""
+    return {
+        "id": str(bid.bid_id),
+        "offer_id": str(bid.offer_id),
+        "bid_price": bid.bid_price,
+        "username": bid.username,
+        "timestamp": bid.placed_at.isoformat(),
+        "status": "pending",
+        "reason": None,
+        "accepted": False,
+        "max_price": bid.max_price,
+    }
+
+
+def _named_bid(view: dict[str, Any], user_id: uuid.UUID) -> BidPlaced:
+    """The queued bid a stored 202 body describes."""
+    max_price = view.get("max_price")
+    return BidPlaced(
+        bid_id=uuid.UUID(view["id"]),
+        offer_id=uuid.UUID(view["offer_id"]),
+        user_id=user_id,
+        username=view["username"],
+        bid_price=money(view["bid_price"], "bid_price"),
+        max_price=money(max_price, "max_price") if max_price is not None else None,
+        placed_at=datetime.fromisoformat(view["timestamp"]),
+    )
+
+
+def _refused(reason: str, status: int, detail: str, field: str | None = None) -> Problem:
+    """A bid turned away at intake, counted by reason."""
+    BIDS_REJECTED.labels("intake", reason).inc()
+    errors = [{"field": field, "message": detail.removeprefix(field + " ")}] if field else None
+    return Problem(status, detail, errors=errors)
+
+
+async def _queue(request: web.Request, bid: BidPlaced) -> None:
+    """Publish with a confirm (else a 503 problem), then record the bid pending for reads."""
+    await request.app[PUBLISHER].send(bid)
+    try:
+        await asyncio.wait_for(
+            store.record_pending(request.app[DB_POOL], bid), request.app[SETTINGS].dependency_timeout
+        )
+    except Exception:  # the bid is queued: a failed record only delays its reads, never the 202
+        log.warning("bid %s queued but not recorded pending", bid.bid_id, exc_info=True)
+
+
+async def _replay(
+    request: web.Request, user_id: uuid.UUID, view: dict[str, Any], asked: BidPlaced
+) -> web.Response:
+    named = _named_bid(view, user_id)
+    if (named.offer_id, named.bid_price, named.max_price) != (
+        asked.offer_id,
+        asked.bid_price,
+        asked.max_price,
+    ):
+        raise Problem(
+            422,
+            "this Idempotency-Key was used for another bid; use a new key for a new bid",
+            errors=[{"field": "Idempotency-Key", "message": "already names a different bid"}],
+        )
+    if not await store.is_recorded(request.app[DB_POOL], named.bid_id):
+        await _queue(request, named)  # the first request's publish may have failed, or not ended yet
+    return json_response(
+        view, status=202, headers={"Idempotent-Replayed": "true", "Location": f"/v1/bid/{named.bid_id}"}
+    )
+
+
+async def place_bid(request: web.Request) -> web.Response:
+    who = identity(request)
+    try:
+        body = await parse_body(request, NewBid)
+        key = _idempotency_key(request)
+        offer_id = parse_uuid(body.offer_id, "offer")
+    except Problem:
+        BIDS_REJECTED.labels("intake", "invalid").inc()
+        raise
+    if body.max_price is not None and body.max_price < body.bid_price:
+        raise _refused("invalid", 400, "max_price must be at least bid_price", field="max_price")
+    pool = request.app[DB_POOL]
+    now = datetime.now(timezone.utc)
+    bid = BidPlaced(
+        bid_id=uuid.uuid4(),
+        offer_id=offer_id,
+        user_id=who.user_id,
+        username=who.username,
+        bid_price=body.bid_price,
+        max_price=body.max_price,
+        placed_at=now,
+    )
+    if key is not None:
+        earlier = await store.find_request(pool, who.user_id, key)
+        if earlier is not None:
+            return await _replay(request, who.user_id, earlier, bid)
+    offer = await request.app[OFFER_CACHE].get(offer_id)
+    if offer is None:
+        raise _refused("no_offer", 404, f"no offer with id {offer_id}")
+    if offer.created_by_id == who.user_id:
+        raise _refused("own_offer", 403, "you cannot bid on your own offer")
+    if offer.status != "live":
+        raise _refused(offer.status, 409, f"the offer is {offer.status}")
+    if offer.ends_at is not None and offer.ends_at <= now:
+        raise _refused("closed", 409, "the offer is closed: its end has passed")
+    view = pending_view(bid)
+    if key is not None and not await store.claim_request(pool, who.user_id, key, view):
+        # A concurrent request with the same key claimed it first: this is a retry of that bid.
+        earlier = await store.find_request(pool, who.user_id, key)
+        if earlier is None:
+            raise Problem(409, "this Idempotency-Key expired just now; retry")
+        return await _replay(request, who.user_id, earlier, bid)
+    await _queue(request, bid)
+    BIDS_RECEIVED.inc()
+    return json_response(view, status=202, headers={"Location": f"/v1/bid/{bid.bid_id}"})

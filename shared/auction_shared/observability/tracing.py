@@ -1,0 +1,101 @@
+"""OpenTelemetry: the tracer provider, the maintained instrumentations, and context in message headers.
+
+Spans are recorded and exported only when an OTLP endpoint is configured (or a test hands in an
+exporter). Without one the sampler drops every span, but trace ids are still made and passed on,
+so log lines of one request share a trace id at almost no cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+from . import request_id
+
+_instrumented = False
+# Broker header: when a message was published (epoch seconds), so a consumer knows how long it waited.
+PUBLISHED_AT = "x-published-at"
+
+
+def setup_tracing(service: str, otlp_endpoint: str | None, exporter: SpanExporter | None = None) -> None:
+    """Install the process's tracer provider and instrument aiohttp, aio-pika and asyncpg (once)."""
+    global _instrumented
+    if exporter is None and otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # The exporter appends /v1/traces to OTEL_EXPORTER_OTLP_ENDPOINT itself.
+        exporter = OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=ALWAYS_ON if exporter is not None else ALWAYS_OFF,
+    )
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if _instrumented:
+        return
+    _instrumented = True
+    from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AioHttpServerInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
+    AioPikaInstrumentor().instrument()
+    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]  # this instrumentation has no annotations
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def context_of(headers: Mapping[str, object] | None) -> context.Context:
+    """The trace context a message was published in (its `traceparent` header), for a consumer's span."""
+    carrier = {k: v for k, v in (headers or {}).items() if isinstance(v, str)}
+    return propagate.extract(carrier)
+
+
+def link_to(headers: Mapping[str, object] | None) -> trace.Link | None:
+    """A link to the span that published a message, for a span that handles many messages at once."""
+    span_context = trace.get_current_span(context_of(headers)).get_span_context()
+    return trace.Link(span_context) if span_context.is_valid else None
+
+
+def inject_trace(headers: MutableMapping[str, Any]) -> None:
+    """Add the current trace context (`traceparent`) to a message's headers; nothing when tracing is
+    off (the publisher writes its frames itself, so no instrumentation does it there)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    headers.update(carrier)
+
+
+def carried() -> dict[str, str]:
+    """The request id and trace context of the work at hand, as message headers to store with an
+    outbox row (the relay publishes it later, from no request)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    if (rid := request_id.current()) is not None:
+        headers[request_id.MESSAGE_HEADER] = rid
+    return headers
+
+
+@contextmanager
+def continuing(headers: Mapping[str, object] | None) -> Iterator[None]:
+    """Work done on behalf of a stored message: under its trace context and request id."""
+    token = context.attach(context_of(headers))
+    rid_token = request_id.REQUEST_ID.set(None)
+    if headers is not None and request_id.MESSAGE_HEADER in headers:
+        request_id.adopt(headers)
+    try:
+        yield
+    finally:
+        request_id.REQUEST_ID.reset(rid_token)
+        context.detach(token)

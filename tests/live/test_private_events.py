@@ -1,0 +1,201 @@
+"""Private events and event order across two gateway processes (API.md, "Auction rules → Events").
+
+The events are published here, straight to the run's events exchange, as any publisher could: late,
+duplicated, copied, misrouted. So these tests prove what the gateways do with whatever order the
+broker hands them, independently of how the bid-worker publishes. Absence is proved without timing:
+a socket gets frames in the order its gateway handled the events, so once a later marker has arrived,
+anything meant for the socket before it has too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from auction_shared.broker import Topology
+from auction_shared.config import Settings
+from auction_shared.events import OfferCreated, OfferEnded, OfferSold, OfferUpdated, private_key
+from tests.support.api import Api
+from tests.support.management import bindings_from, management_session
+from tests.support.processes import Stack
+from tests.support.publish import EventPublisher, bid_updated, offer_view
+from tests.support.waiting import wait_until
+from tests.support.watch import Frame, Watch
+
+WAIT = 30.0
+
+
+@pytest.fixture(scope="module")
+def gateway_b(live_stack: Stack) -> Iterator[str]:
+    """A second gateway replica on the shared stack (the first is live_stack.gateway_url)."""
+    proc, port = live_stack.start_gateway("gateway-private-b")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def marker_reaches(publisher: EventPublisher, watches: list[Watch]) -> None:
+    """Publish a new offer and wait until every socket has it: what was sent before has arrived."""
+    marker = OfferCreated(offer_view(str(uuid.uuid4()), 1))
+    await publisher.publish(marker)
+    await asyncio.gather(
+        *(
+            w.until(lambda f: f["event"] == "offerCreated" and f["data"]["id"] == marker.offer_id, WAIT)
+            for w in watches
+        )
+    )
+
+
+def about(frame: Frame) -> dict[str, Any] | None:
+    """The offer a frame is about, or None for frames about no offer."""
+    data = frame.get("data")
+    if frame["event"] in ("offerSold", "bidUpdated"):
+        return data["offer"]  # type: ignore[no-any-return, index]
+    if frame["event"] in ("offerUpdated", "offerEnded", "offerCreated"):
+        return data  # type: ignore[return-value]
+    return None
+
+
+def story(w: Watch, offer_id: str) -> list[tuple[str, int]]:
+    """(event, version) of every frame a socket got about one offer after its creation, in order."""
+    out = []
+    for f in w.frames:
+        offer = about(f)
+        if offer is not None and offer["id"] == offer_id and f["event"] != "offerCreated":
+            out.append((f["event"], offer["version"]))
+    return out
+
+
+async def user_bindings(settings: Settings, user_id: str) -> int:
+    """How many gateway queues are bound to the user's private key."""
+    async with management_session() as mgmt:
+        rows = await bindings_from(mgmt, Topology.from_settings(settings).events_exchange)
+    return sum(1 for b in rows if b["routing_key"] == private_key(user_id))
+
+
+async def routes_are(settings: Settings, user_id: str, count: int) -> bool:
+    return await user_bindings(settings, user_id) == count
+
+
+async def test_private_events_reach_every_socket_of_their_user_on_both_replicas_and_no_one_else(
+    live_stack: Stack, gateway_b: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    a, b = Api(http, live_stack.gateway_url), Api(http, gateway_b)
+    bidder, other, seller = await a.account("bidder"), await a.account("other"), await a.account("seller")
+    bidder_a, bidder_b = (
+        await Watch.open(http, a.base, bidder.token),
+        await Watch.open(http, b.base, bidder.token),
+    )
+    other_a, other_b = (
+        await Watch.open(http, a.base, other.token),
+        await Watch.open(http, b.base, other.token),
+    )
+    seller_b = await Watch.open(http, b.base, seller.token)
+    everyone = [bidder_a, bidder_b, other_a, other_b, seller_b]
+    # `authenticated` came after the binding: each replica holds one route per user with a socket.
+    assert await user_bindings(settings, bidder.user_id) == 2
+    assert await user_bindings(settings, seller.user_id) == 1
+
+    offer_id = str(uuid.uuid4())
+    outbid = bid_updated(bidder.user_id, offer_view(offer_id, 3, bid_price=31), status="outbid", max_price=30)
+    ended = OfferEnded(
+        offer_view(offer_id, 4, status="ended", end_reason="reserve_not_met"),
+        recipient=uuid.UUID(seller.user_id),
+    )
+    async with EventPublisher(settings) as publisher:
+        await publisher.publish(outbid)
+        await publisher.publish(ended)
+        # The bidder's event under the other user's key: the gateways that hold the other user's
+        # sockets receive it, and must hand it to nobody.
+        await publisher.publish(
+            bid_updated(bidder.user_id, offer_view(offer_id, 4), status="superseded"),
+            private_key(other.user_id),
+        )
+        await marker_reaches(publisher, everyone)
+
+    for w in (bidder_a, bidder_b):
+        [got] = w.of("bidUpdated")
+        assert got["data"] == {"bid": dict(outbid.bid), "offer": dict(outbid.offer)}
+        assert got["data"]["bid"]["max_price"] == 30  # the bidder's own maximum, to the bidder only
+        assert w.of("offerEnded") == []
+    [seller_end] = seller_b.of("offerEnded")  # the seller's own offer, with no subscription
+    assert seller_end["data"]["end_reason"] == "reserve_not_met"
+    assert seller_b.of("bidUpdated") == []
+    for w in (other_a, other_b):
+        assert w.of("bidUpdated") == w.of("offerEnded") == []
+
+    # The last socket of a user on a replica takes the route with it; the other replica keeps its own.
+    await bidder_b.close()
+    await wait_until(lambda: routes_are(settings, bidder.user_id, 1), WAIT, "B to drop the bidder's route")
+    async with EventPublisher(settings) as publisher:
+        again = bid_updated(bidder.user_id, offer_view(offer_id, 5), status="leading")
+        await publisher.publish(again)
+        await bidder_a.until(
+            lambda f: f["event"] == "bidUpdated" and f["data"]["offer"]["version"] == 5, WAIT
+        )
+    await bidder_a.close()
+    await wait_until(lambda: routes_are(settings, bidder.user_id, 0), WAIT, "A to drop the bidder's route")
+
+
+async def test_no_socket_sees_an_offer_go_back_in_version_whatever_order_the_events_arrive_in(
+    live_stack: Stack, gateway_b: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    a, b = Api(http, live_stack.gateway_url), Api(http, gateway_b)
+    seller, bidder, watcher = await a.account("seller"), await a.account("bidder"), await a.account("watcher")
+    offer = await a.create_offer(seller)  # real, so that subscribing to it succeeds
+    oid = offer["id"]
+    seller_a = await Watch.open(http, a.base, seller.token)
+    watcher_a, watcher_b = (
+        await Watch.open(http, a.base, watcher.token),
+        await Watch.open(http, b.base, watcher.token),
+    )
+    bidder_b = await Watch.open(http, b.base, bidder.token)  # not subscribed: only its private events
+    subscribed = [seller_a, watcher_a, watcher_b]
+    for w in subscribed:
+        assert (await w.request("subscribe", "subscribed", offer_id=oid))["event"] == "subscribed"
+
+    def updated(version: int) -> OfferUpdated:
+        return OfferUpdated(offer_view(oid, version, bid_price=10 + version))
+
+    sale = offer_view(oid, 6, status="sold", sold=True, end_reason="ended")
+    winning = {"id": str(uuid.uuid4()), "offer_id": oid, "bid_price": 16, "status": "won", "accepted": True}
+    public_sale = OfferSold(sale, bid=winning)
+    v4 = updated(4)
+    # What a slow or restarted publisher can produce: late versions, a redelivered copy (same id),
+    # a second copy under a new id, the public sale and the seller's own copy of it.
+    events = [
+        updated(2),
+        v4,
+        updated(3),
+        v4,
+        OfferUpdated(dict(v4.offer)),
+        bid_updated(bidder.user_id, offer_view(oid, 5), status="leading"),
+        bid_updated(bidder.user_id, offer_view(oid, 5), status="superseded"),
+        public_sale,
+        OfferSold(sale, bid=winning, recipient=uuid.UUID(seller.user_id)),
+        updated(5),
+        public_sale,
+        bid_updated(bidder.user_id, offer_view(oid, 4), status="outbid"),
+        updated(3),
+    ]
+    async with EventPublisher(settings) as publisher:
+        for event in events:
+            await publisher.publish(event)
+        await marker_reaches(publisher, [*subscribed, bidder_b])
+
+    expected = [("offerUpdated", 2), ("offerUpdated", 4), ("offerSold", 6)]
+    for w in subscribed:
+        assert story(w, oid) == expected, w.frames
+    assert story(bidder_b, oid) == [("bidUpdated", 5), ("bidUpdated", 5)]
