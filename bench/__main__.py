@@ -26,10 +26,10 @@ import psutil
 
 from tests.support.processes import ROOT
 
-from . import drain, fanout, fixed_rate, intake, report, soak
+from . import drain, ends, fanout, fixed_rate, intake, report, soak
 from .api import Account, PublicApi
 from .memory import MemoryWatch
-from .plan import Plan
+from .plan import SECTIONS, Plan
 from .profile import Profiler
 from .results import Results
 from .stack import BenchStack, raise_open_files_limit
@@ -64,7 +64,7 @@ def _paths(plan: Plan) -> tuple[Path, Path]:
     out = os.environ.get("BENCH_OUT")
     if out:
         return Path(out) / "BENCHMARKS.md", Path(out) / "latency-percentiles.png"
-    if plan.quick or set(plan.sections) != {"intake", "drain", "fanout", "memory"}:
+    if plan.quick or set(plan.sections) != set(SECTIONS):
         base = ROOT / "bench" / "results" / plan.mode
         return base / "BENCHMARKS.md", base / "latency-percentiles.png"
     return ROOT / "BENCHMARKS.md", ROOT / "bench" / "latency-percentiles.png"
@@ -218,6 +218,10 @@ async def run_sections(
                 plan.fanout_burst_offers,
             )
             results.fanout.append(fanout.FanoutPair(clients, hub, bare))
+    if "ends" in plan.sections:
+        print(f"5. ends: {plan.ending_offers} offers ending in the same second", flush=True)
+        assert stack.pool is not None
+        results.ends = await ends.measure(stack.pool, plan.ending_offers)
     if "memory" in plan.sections:
         print("4. memory under steady load", flush=True)
         best = max((r.stack.rps for r in results.intake), default=2 * DEFAULT_SOAK_RPS)

@@ -19,6 +19,7 @@ from decimal import Decimal
 import aio_pika
 import asyncpg
 
+from auction_shared import rules
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import BidPlaced
@@ -29,6 +30,9 @@ from .memory import MemoryWatch
 from .profile import Profiler
 
 CONFIRM_WINDOW = 1000
+CENT = Decimal("0.01")
+# The baseline consumer applies no rules: its offers end at the highest bid.
+BARE = "bare consumer"
 BIDDERS = 200
 
 
@@ -36,7 +40,8 @@ BIDDERS = 200
 class Expected:
     offer_ids: list[uuid.UUID]
     counts: dict[uuid.UUID, int]
-    top: dict[uuid.UUID, Decimal]
+    top: dict[uuid.UUID, Decimal]  # the highest bid: what the bare consumer (no rules) ends at
+    price: dict[uuid.UUID, Decimal]  # the price the auction rules give, bids applied in queue order
 
     @property
     def total(self) -> int:
@@ -84,25 +89,32 @@ def plan_bids(offer_ids: list[uuid.UUID], total: int, seed: int) -> tuple[list[B
     bidders = [(uuid.uuid4(), f"bench_bidder_{i}") for i in range(BIDDERS)]
     counts = {o: 0 for o in offer_ids}
     top = {o: Decimal("1.00") for o in offer_ids}
-    bids = []
     now = datetime.now(timezone.utc)
+    go_live = now - timedelta(minutes=1)
+    auctions = {
+        o: rules.Auction(o, rules.Terms(Decimal("1.00"), go_live), Decimal("1.00"), None) for o in offer_ids
+    }
+    bids = []
     for i in range(total):
         offer = offer_ids[i % len(offer_ids)]
         user_id, username = bidders[rng.randrange(BIDDERS)]
         price = Decimal(rng.randrange(200, 10_000_000)) / 100
-        bids.append(
-            BidPlaced(
-                bid_id=uuid.uuid4(),
-                offer_id=offer,
-                user_id=user_id,
-                username=username,
-                bid_price=price,
-                placed_at=now,
-            )
+        # Half the bids are proxy bids, up to half as much again as their price.
+        ceiling = (price * Decimal(rng.randrange(100, 150)) / 100).quantize(CENT) if i % 2 else None
+        bid = BidPlaced(
+            bid_id=uuid.uuid4(),
+            offer_id=offer,
+            user_id=user_id,
+            username=username,
+            bid_price=price,
+            max_price=ceiling,
+            placed_at=now,
         )
+        bids.append(bid)
+        auctions[offer] = rules.place(auctions[offer], bid).auction
         counts[offer] += 1
         top[offer] = max(top[offer], price)
-    return bids, Expected(offer_ids, counts, top)
+    return bids, Expected(offer_ids, counts, top, {o: a.price for o, a in auctions.items()})
 
 
 async def publish(settings: Settings, bids: list[BidPlaced]) -> float:
@@ -155,14 +167,16 @@ async def applied(pool: asyncpg.Pool, offer_ids: list[uuid.UUID]) -> int:
     )
 
 
-async def check(pool: asyncpg.Pool, expected: Expected) -> list[str]:
-    """Every offer's count and price as the bids sent say; every bid a row, once."""
+async def check(pool: asyncpg.Pool, expected: Expected, by_rules: bool) -> list[str]:
+    """Every offer's count and price as the bids sent say (by the auction rules, or the highest bid
+    for the bare consumer); every bid a row, once."""
     problems = []
     rows = await pool.fetch(
         "SELECT id, bid_count, bid_price FROM offers WHERE id = ANY($1::uuid[])", expected.offer_ids
     )
+    want = expected.price if by_rules else expected.top
     wrong_count = [r for r in rows if r["bid_count"] != expected.counts[r["id"]]]
-    wrong_price = [r for r in rows if r["bid_price"] != expected.top[r["id"]]]
+    wrong_price = [r for r in rows if r["bid_price"] != want[r["id"]]]
     if wrong_count:
         r = wrong_count[0]
         problems.append(
@@ -172,8 +186,8 @@ async def check(pool: asyncpg.Pool, expected: Expected) -> list[str]:
     if wrong_price:
         r = wrong_price[0]
         problems.append(
-            f"{len(wrong_price)} offers whose price is not the max sent (e.g. {r['id']}: "
-            f"{r['bid_price']} != {expected.top[r['id']]})"
+            f"{len(wrong_price)} offers whose price is not the expected one (e.g. {r['id']}: "
+            f"{r['bid_price']} != {want[r['id']]})"
         )
     rows_count = await pool.fetchval(
         "SELECT count(*) FROM bids WHERE offer_id = ANY($1::uuid[])", expected.offer_ids
@@ -238,7 +252,7 @@ async def measure_one(
         before, cpu.snapshot(processes(), await cpu.database_backends(pool)), bids_total
     )
     await asyncio.sleep(0.5)  # a bid applied twice would push a count past the expected one
-    run.problems.extend(await check(pool, expected))
+    run.problems.extend(await check(pool, expected, by_rules=label != BARE))
     for proc in procs:
         proc.terminate()
     print(

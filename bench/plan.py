@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-SECTIONS = ("intake", "drain", "fanout", "memory")
+SECTIONS = ("intake", "drain", "fanout", "memory", "ends")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Plan:
     # 1b. requests per second and seconds of the fixed-rate CPU measurement (below saturation).
     fixed_rate_rps: float = 200.0
     fixed_rate_seconds: float = 30.0
+    # 5. offers ending in the same second (end lateness).
+    ending_offers: int = 1000
 
     @classmethod
     def full(cls) -> Plan:
@@ -59,6 +61,7 @@ class Plan:
             soak_sample_seconds=0.5,
             fixed_rate_rps=20.0,
             fixed_rate_seconds=2.0,
+            ending_offers=50,
         )
 
     @classmethod

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from . import fixed_rate
 from .hey import PERCENTILES
+from .plan import SECTIONS
 from .results import MB, Results, ms
 
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -49,6 +51,27 @@ def _cpu(row: dict[str, float]) -> str:
     return ", ".join(f"{k} {row[k]:.0f}" for k in kinds)
 
 
+def _ends(results: Results, add: Callable[[str], None]) -> None:
+    add("### The end of auctions: lateness after `ends_at`\n")
+    add(
+        f"{results.plan.ending_offers:,} offers (inserted with SQL, no bids) all end in the same whole "
+        "second; every running worker's closer finds them due once the database clock passes `ends_at` + "
+        "END_GRACE_SECONDS and sends a close into each offer's shard. Lateness = `ended_at` (the closing "
+        "transaction's database clock) − `ends_at`; API.md wants every end within 5 s.\n"
+    )
+    run = results.ends
+    if run is None:
+        add("Not run.\n")
+        return
+    add("| offers | p50 late | p99 late | max late | check |")
+    add("|---|---|---|---|---|")
+    worst = max(run.lateness, default=float("nan"))
+    check = "ok" if run.ok else "**FAILED**: " + "; ".join(run.problems)
+    add(f"| {run.offers:,} | {run.p50:.2f} s | {run.p99:.2f} s | {worst:.2f} s | {check} |")
+    add("")
+    add("Reproduce: `BENCH_ONLY=ends make bench`.\n")
+
+
 def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     p = results.plan
     out: list[str] = []
@@ -56,7 +79,7 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     add("# Benchmarks\n")
     add(
         f"Written by `{'BENCH_QUICK=1 ' if p.quick else ''}make bench` ({p.mode} run"
-        f"{'' if set(p.sections) == {'intake', 'drain', 'fanout', 'memory'} else ', sections: ' + ', '.join(p.sections)})"
+        f"{'' if set(p.sections) == set(SECTIONS) else ', sections: ' + ', '.join(p.sections)})"
         f" on {results.started_at}, commit `{results.commit}`, in {results.seconds / 60:.1f} min. "
         f"{results.machine}. Load average before: {results.load_before}; after: {results.load_after}.\n"
     )
@@ -217,6 +240,7 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         add("Reproduce: `BENCH_ONLY=drain make bench`.\n")
     else:
         add("Not run.\n")
+    _ends(results, add)
 
     add("## 3. Live fan-out\n")
     add(

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from .drain import DrainRun
+from .ends import TARGET_SECONDS, EndsRun
 from .fanout import FanoutPair
 from .fixed_rate import CEILINGS, STACK, FixedRate
 from .intake import IntakeRun
@@ -46,6 +47,7 @@ class Results:
     drain: list[DrainRun] = field(default_factory=list)
     fanout: list[FanoutPair] = field(default_factory=list)
     soak: Soak | None = None
+    ends: EndsRun | None = None
     peaks: dict[str, int] = field(default_factory=dict)
     reproduce: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -107,9 +109,21 @@ class Results:
             )
         for error in self.errors:
             out.append(Check("the harness ran every section", False, error))
+        out += self._ends_check()
         return out
 
     @property
+    def _ends_check(self) -> list[Check]:
+        if self.ends is None:
+            return []
+        return [
+            Check(
+                f"ends: each of {self.ends.offers} offers ended once, as no_bids",
+                self.ends.ok,
+                "; ".join(self.ends.problems),
+            )
+        ]
+
     def correct(self) -> bool:
         return all(c.ok for c in self.checks())
 
@@ -163,6 +177,15 @@ class Results:
                     f" = {pair.deliveries_ratio:.2f}×",
                     "≥ 0.5×",
                     pair.deliveries_ratio >= 0.5,
+                )
+            )
+        if self.ends is not None:
+            out.append(
+                Target(
+                    f"end lateness, {self.ends.offers} offers ending in one second (p50 / p99)",
+                    f"{self.ends.p50:.2f} s / {self.ends.p99:.2f} s",
+                    f"p99 ≤ {TARGET_SECONDS:g} s",
+                    self.ends.ok and self.ends.p99 <= TARGET_SECONDS,
                 )
             )
         if self.peaks:

@@ -16,8 +16,9 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
-from auction_shared.broker import Topology, delete_topology
+from auction_shared.broker import Topology
 from auction_shared.config import Settings
+from tests.support.cleanup import delete_topology
 from tests.support.environment import env_of, new_settings, prepare, tear_down
 from tests.support.processes import ServiceProcess, Stack, free_port
 

@@ -27,7 +27,10 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     # (INSERT ... ON CONFLICT DO UPDATE) or deleted.
     "bids": {"offers": "SELECT, UPDATE", "bids": "SELECT, INSERT", "bid-worker": "SELECT, INSERT, UPDATE"},
     "bid_requests": {"bids": "SELECT, INSERT, UPDATE, DELETE"},
-    "outbox": {"offers": "SELECT, INSERT, UPDATE, DELETE"},
+    # The bid-worker writes its events here in the batch's transaction and runs a relay too.
+    "outbox": {"offers": "SELECT, INSERT, UPDATE, DELETE", "bid-worker": "SELECT, INSERT, UPDATE, DELETE"},
+    # A relay sets aside a row it can never publish.
+    "outbox_dead": {"offers": "INSERT", "bid-worker": "INSERT"},
 }
 
 # The services that use the database (the gateway does not: it gets no database URL).

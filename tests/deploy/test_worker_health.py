@@ -40,7 +40,7 @@ def test_worker_answers_health_with_its_dependencies(settings: Settings, tmp_pat
             body = json.loads(resp.read())
         assert body == {
             "status": "ok",
-            "dependencies": {"postgres": "up", "rabbitmq": "up"},
+            "dependencies": {"postgres": "up", "rabbitmq": "up", "shard_loops": "up"},
             "dead_letters": 0,
         }
         assert "consuming" in worker.output()

@@ -1,4 +1,4 @@
-"""Many users bid concurrently through the gateway: the result equals the sequential model."""
+"""Many users bid concurrently through the gateway: the result equals the sequential model of the rules."""
 
 from __future__ import annotations
 
@@ -9,24 +9,33 @@ import aiohttp
 
 from tests.support.api import Api, place_concurrently
 from tests.support.model import run_model
-from tests.support.pipeline import BidTap, bid_rows, offer_states, price, wait_applied
+from tests.support.pipeline import BidTap, bid_rows, offer_states, wait_applied
 
 BIDS = 1200
 USERS = 20
-OFFER_COUNT = 5
+# Each offer's terms: a start price, a reserve (or none), a fixed increment (or the table).
+TERMS = [
+    {"bid_price": 5},
+    {"bid_price": 5, "reserve_price": 30},
+    {"bid_price": 1, "min_increment": 0.5},
+    {"bid_price": 2, "reserve_price": 25, "min_increment": 1},
+    {"bid_price": 24},
+]
 
 
-async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings):
+async def test_straight_and_proxy_bids_end_as_the_sequential_model_says(stack, settings):
     stack.start_worker("worker-a")
     rng = random.Random(20261127)
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
         api = Api(session, stack.gateway_url)
         owner, *bidders = await api.accounts(USERS + 1, "model")
-        offers = [await api.create_offer(owner, bid_price=5) for _ in range(OFFER_COUNT)]
-        # Prices from a small set, so equal bids (ties) happen often.
-        plan = [
-            (rng.choice(bidders), rng.choice(offers)["id"], rng.choice(range(1, 81)) / 2) for _ in range(BIDS)
-        ]
+        offers = [await api.create_offer(owner, **terms) for terms in TERMS]
+        # Prices from a small set, so equal bids and equal maxima (ties) happen often; half are proxies.
+        plan = []
+        for _ in range(BIDS):
+            price = rng.choice(range(1, 81)) / 2
+            proxy = price + rng.choice(range(0, 41)) / 2 if rng.random() < 0.5 else None
+            plan.append((rng.choice(bidders), rng.choice(offers)["id"], price, proxy))
         accepted = await place_concurrently(api, plan, concurrency=60)
         assert len(accepted) == BIDS
         await tap.wait_for(BIDS)
@@ -35,12 +44,14 @@ async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings)
     offer_ids = [o["id"] for o in offers]
     states = await offer_states(settings.database_url, offer_ids)
     rows = await bid_rows(settings.database_url, offer_ids)
-    ties = 0
+    ties = proxies = superseded = 0
     for offer_id in offer_ids:
         queued = tap.order[offer_id]
-        model = run_model(price(5), queued)
         state, applied = states[offer_id], rows[offer_id]
-        ties += sum(n - 1 for n in Counter(b.price for b in queued).values())
+        # The terms as stored (what the offers service made of the request).
+        model = run_model(state["start_price"], queued, state["reserve_price"], state["min_increment"])
+        ties += sum(n - 1 for n in Counter(b.top for b in queued).values())
+        proxies += sum(b.max_price is not None for b in queued)
 
         # Applied one at a time in queue order, each exactly once.
         assert [str(r["id"]) for r in applied] == [b.id for b in queued]
@@ -49,10 +60,11 @@ async def test_concurrent_bids_end_as_the_sequential_model_says(stack, settings)
         assert str(state["highest_bid_id"]) == model.leader
         assert state["highest_bidder"] == model.leader_name
         assert state["bid_count"] == model.count == len(queued)
-        # Every bid has the model's status; exactly one leads; none is left pending.
+        # Every bid has the model's status and reason; exactly one leads; none is left pending.
         assert {str(r["id"]): r["status"] for r in applied} == model.status
         assert {str(r["id"]): r["reason"] for r in applied} == model.reason
         assert sum(r["status"] == "leading" for r in applied) == 1
-        assert state["bid_price"] == max(b.price for b in queued)
+        superseded += sum(r["status"] == "superseded" for r in applied)
     assert sum(len(tap.order[o]) for o in offer_ids) == BIDS
-    assert ties > 100, "the plan should exercise equal bids"
+    assert ties > 100, "the plan should exercise equal maxima"
+    assert superseded > 10, "the plan should exercise bidders bidding again"

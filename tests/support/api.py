@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,11 @@ class Api:
         """Sign up and log in a fresh user."""
         creds = {"username": f"{prefix}_{uuid.uuid4().hex[:10]}", "password": "pw-" + uuid.uuid4().hex[:8]}
         status, body = await self.call("POST", "/v1/signup", json=creds)
+        for _ in range(60):  # sign-ups hash a few at a time: a 503 says retry shortly, as a client would
+            if status != 503:
+                break
+            await asyncio.sleep(0.5)
+            status, body = await self.call("POST", "/v1/signup", json=creds)
         assert status == 201, body
         user_id = body["id"]
         status, body = await self.call("POST", "/v1/login", json=creds)
@@ -59,8 +65,12 @@ class Api:
         assert status == 201, offer
         return offer
 
-    async def bid(self, who: Account, offer_id: str, price: Any, **headers: str) -> tuple[int, Any]:
+    async def bid(
+        self, who: Account, offer_id: str, price: Any, max_price: Any = None, **headers: str
+    ) -> tuple[int, Any]:
         body = {"offer_id": offer_id, "bid_price": price}
+        if max_price is not None:
+            body["max_price"] = max_price
         return await self.call("POST", "/v1/bid", json=body, headers={**who.headers, **headers})
 
     async def get(self, who: Account, path: str) -> tuple[int, Any]:
@@ -75,18 +85,19 @@ class Api:
 
 
 async def place_concurrently(
-    api: Api, plan: list[tuple[Account, str, Any]], concurrency: int = 50
+    api: Api, plan: Sequence[tuple[Account, str, Any] | tuple[Account, str, Any, Any]], concurrency: int = 50
 ) -> list[dict[str, Any]]:
-    """Send every (bidder, offer_id, price) with `concurrency` requests in flight; return the 202 bodies."""
-    queue: asyncio.Queue[tuple[Account, str, Any]] = asyncio.Queue()
+    """Send every (bidder, offer_id, price[, max_price]) with `concurrency` requests in flight; return
+    the 202 bodies."""
+    queue: asyncio.Queue[tuple[Account, str, Any] | tuple[Account, str, Any, Any]] = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
     accepted: list[dict[str, Any]] = []
 
     async def sender() -> None:
         while not queue.empty():
-            who, offer_id, price = queue.get_nowait()
-            status, body = await api.bid(who, offer_id, price)
+            who, offer_id, price, *proxy = queue.get_nowait()
+            status, body = await api.bid(who, offer_id, price, *proxy)
             assert status == 202, (status, body)
             accepted.append(body)
 

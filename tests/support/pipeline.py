@@ -49,7 +49,9 @@ class BidTap:
         except ValueError:
             return  # poison messages published by a test are not bids
         self.seen.append(str(bid.bid_id))
-        self.order[str(bid.offer_id)].append(ModelBid(str(bid.bid_id), bid.bid_price, bid.username))
+        self.order[str(bid.offer_id)].append(
+            ModelBid(str(bid.bid_id), bid.bid_price, bid.username, bid.max_price)
+        )
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> None:
         await wait_until(lambda: len(self.seen) >= count, timeout, f"the tap to see {count} bids")
@@ -86,8 +88,8 @@ async def offer_states(database_url: str, offer_ids: Iterable[str]) -> dict[str,
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT id, start_price, bid_price, highest_bid_id, highest_bidder, bid_count, sold"
-            " FROM offers WHERE id = ANY($1::uuid[])",
+            "SELECT id, start_price, bid_price, highest_bid_id, highest_bidder, bid_count, sold, status,"
+            " end_reason, reserve_price, min_increment, version, ends_at FROM offers WHERE id = ANY($1::uuid[])",
             [uuid.UUID(o) for o in offer_ids],
         )
         return {str(r["id"]): r for r in rows}

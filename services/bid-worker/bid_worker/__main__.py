@@ -11,7 +11,6 @@ from auction_shared.config import ConfigError, Settings
 from auction_shared.observability import observe
 from auction_shared.web import install_uvloop
 
-from .dead_letter_queue import watch_depth
 from .health import start_health
 from .settings import WorkerSettings
 from .worker import BidWorker
@@ -31,17 +30,18 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
     health = await start_health(worker, port) if port is not None else None
-    assert worker._connection is not None  # started above
-    depth = asyncio.create_task(
-        watch_depth(worker._connection, worker.topology, settings.dependency_timeout),
-        name="dead-letter-depth",
-    )
     log.info("bid-worker %s consuming %d shards", worker.worker.worker_id, settings.bid_shards)
-    await stop.wait()
-    depth.cancel()
+    # A shard loop that cannot be restarted ends the process (non-zero): its orchestrator restarts
+    # it, instead of a worker that stays the active consumer of a shard it no longer processes.
+    stopped, failed = asyncio.create_task(stop.wait()), asyncio.create_task(worker.failed.wait())
+    await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
     if health is not None:
         await health.cleanup()
     await worker.stop()
+    if worker.failed.is_set():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ class WorkerSettings:
     # If set, one JSON line per committed batch (which offers and bids, when locked and committed):
     # the failover tests read it.
     audit_log: str | None = setting("WORKER_AUDIT_LOG", None)
+    # An offer is closed only once the database clock is this far past its ends_at: longer than
+    # intake's publish p99, so every bid received before the end is queued ahead of the close.
+    end_grace_seconds: float = setting("END_GRACE_SECONDS", 2.0, minimum=0, maximum=60)
+    # How often each worker looks for offers due to close (any number of workers may: a duplicate
+    # close changes nothing).
+    close_scan_seconds: float = setting("CLOSE_SCAN_SECONDS", 0.5, minimum=0.05, maximum=60)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:

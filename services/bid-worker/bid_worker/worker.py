@@ -1,162 +1,125 @@
-"""The consume loop: one channel and one ordered batch loop per shard queue, acks after commit."""
+"""BidWorker: the bid-worker's parts put together, and the ordered batch loop of each shard."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-import uuid
-from collections import defaultdict
 from collections.abc import Awaitable
-from typing import Any
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
-from aio_pika import Message
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, ExchangeType
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from auction_shared import broker
 from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
 from auction_shared.db import create_pool
-from auction_shared.events import BidPlaced, MalformedEvent, OfferUpdated, decode
-from auction_shared.outages import DATABASE_REFUSED
-from auction_shared.retry import Backoff, retry
-from auction_shared.shapes import offer_shape
+from auction_shared.events import BidPlaced, CloseOffer, MalformedEvent, decode
+from auction_shared.outages import broker_is_up, database_is_up
+from auction_shared.outbox import OutboxRelay
 
-from . import observed, store
-from .rules import Decision, OfferState, apply_bids
+from . import observed
+from .applying import Applier, ShardMessage
+from .audit import AuditLog
+from .closer import Closer
+from .dead_letter_queue import measure_depth, watch_depth
+from .dead_letters import DeadLetters
+from .roster import join_roster, new_roster, share_shards
 from .settings import WorkerSettings
-from .sharing import Roster, owner
+from .shards import Shard
 
 log = logging.getLogger("bid_worker")
 
-# How often workers announce themselves, and how often each checks whether to hand a shard on.
-HEARTBEAT_SECONDS = 2.0
-REBALANCE_SECONDS = 5.0
-
-
-class Shard:
-    """One shard queue: its own channel (delivery tags and acks are per channel) and inbox."""
-
-    def __init__(self, index: int, queue_name: str) -> None:
-        self.index = index
-        self.queue_name = queue_name
-        self.channel: AbstractChannel | None = None
-        self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self.current: asyncio.Future[None] | None = None
-        # The offer.updated events of the last batch, still waiting for the broker's confirms.
-        self.announcing: asyncio.Future[None] | None = None
-        self.last_delivery = float("-inf")
-        self.release_requested = False
-        self._generation = 0
-
-    async def subscribe(self, connection: AbstractRobustConnection, prefetch: int) -> None:
-        self._generation += 1
-        generation = self._generation
-        self.inbox = asyncio.Queue()
-        self.channel = await connection.channel()
-        await self.channel.set_qos(prefetch_count=prefetch)
-        # declare_queue (passive), not get_queue: only queues the robust channel declared are
-        # re-consumed after a reconnect; a get_queue consumer would be silently lost.
-        queue = await self.channel.declare_queue(self.queue_name, passive=True)
-
-        async def deliver(message: AbstractIncomingMessage) -> None:
-            if generation == self._generation:
-                self.last_delivery = time.monotonic()
-                self.inbox.put_nowait(message)
-
-        await queue.consume(deliver)
-
-    async def release(self, connection: AbstractRobustConnection, prefetch: int) -> None:
-        """Hand the shard to the next worker in line, then queue up behind it.
-
-        Closing the channel (not cancelling the consumer) returns every message still in hand to
-        the head of the queue in the same step that removes this consumer, so the next worker
-        starts exactly where this one stopped and the offer's order holds.
-        """
-        self.release_requested = False
-        self._generation += 1
-        if self.channel is not None:
-            await self.channel.close()
-        await self.subscribe(connection, prefetch)
-
-    def take_batch(self, first: AbstractIncomingMessage, limit: int) -> list[AbstractIncomingMessage]:
-        batch = [first]
-        while len(batch) < limit and not self.inbox.empty():
-            batch.append(self.inbox.get_nowait())
-        return batch
+# A shard loop that failed this many times in a row gives up: the process exits (non-zero) so the
+# orchestrator restarts it, rather than stay the active consumer of a shard nobody processes.
+MAX_SHARD_RESTARTS = 5
+# A bid stamped further ahead than this (intake's clock against ours) is not a bid intake sent.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class BidWorker:
+    """Applies the queued bids of every shard, one batch and one transaction at a time, in queue order.
+
+    Parameters:
+        settings: the process settings (database and broker URLs, the broker prefix naming the
+            topology, `bid_shards`, `dependency_timeout` bounding each call to a dependency).
+        worker: the worker's own settings: `prefetch` (unacked messages per shard), `max_batch`
+            (messages per transaction), `worker_id` (its name on the roster and in
+            `bids.processed_by`), `health_port` (read by `__main__`), `audit_log` (a file that gets
+            one line per committed batch, for the failover tests; None for none),
+            `end_grace_seconds` (how far past `ends_at`, by the database clock, a close may end an
+            offer), `close_scan_seconds` (how often this replica looks for offers due to close).
+
+    `start()` consumes every shard (the broker lets one consumer per shard be active), `stop()`
+    finishes the batches in hand and leaves. `failed` is set when a shard loop cannot be restarted:
+    the process must then exit. `health()` tells whether each dependency and every shard loop is up.
+    """
+
     def __init__(self, settings: Settings, worker: WorkerSettings) -> None:
         self.settings = settings
         self.worker = worker
         self.topology = Topology.from_settings(settings)
-        self.roster = Roster(worker.worker_id, ttl=3 * HEARTBEAT_SECONDS)
+        self.roster = new_roster(worker.worker_id)
+        self.failed = asyncio.Event()
+        self.applied = 0
+        self.ended = 0
+        self.batches = 0
+        self.shard_restarts = 0
         self._connection: AbstractRobustConnection | None = None
         self._pool: asyncpg.Pool | None = None
         self._publisher: Publisher | None = None
+        self._relay: OutboxRelay | None = None
+        self._applier: Applier | None = None
+        self._dead: DeadLetters | None = None
+        self._closer: Closer | None = None
+        self._audit = AuditLog(worker.audit_log, worker.worker_id) if worker.audit_log else None
         self._shards: list[Shard] = []
+        self._loops: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self.applied = 0
+
+    def __repr__(self) -> str:
+        dead = self._dead.count if self._dead else 0
+        retries = self._applier.retries if self._applier else 0
+        return (
+            f"<BidWorker {self.worker.worker_id} shards={len(self._shards)} applied={self.applied}"
+            f" ended={self.ended} closes_sent={self._closer.sent if self._closer else 0}"
+            f" batches={self.batches} dead_lettered={dead} retries={retries}"
+            f" shard_restarts={self.shard_restarts}>"
+        )
 
     async def start(self) -> None:
-        self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 1)
+        self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 3)
         self._connection = await broker.connect(self.settings)
         setup = await self._connection.channel()
         await broker.declare_bid_pipeline(setup, self.topology)
         await setup.close()
         self._publisher = Publisher(self._connection, self.topology, self.settings.dependency_timeout)
         await self._publisher.open()
-        await self._join_roster()
+        self._dead = DeadLetters(self._connection, self.topology, self.settings.dependency_timeout)
+        await self._dead.open()
+        self._relay = OutboxRelay(self._pool, self._publisher)
+        self._tasks.append(asyncio.create_task(self._relay.run(), name="outbox-relay"))
+        grace = timedelta(seconds=self.worker.end_grace_seconds)
+        self._applier = Applier(self._pool, self._relay, self.worker.worker_id, grace, self._stopping.is_set)
+        self._tasks.append(await join_roster(self._connection, self.topology, self.roster))
         for index, name in enumerate(self.topology.shard_queues):
             shard = Shard(index, name)
             await shard.subscribe(self._connection, self.worker.prefetch)
             self._shards.append(shard)
-            self._tasks.append(asyncio.create_task(self._run_shard(shard), name=f"shard-{index}"))
-        self._tasks.append(asyncio.create_task(self._share_shards(), name="share-shards"))
-        log.info(
-            "worker %s consuming %d shards of %s (single active consumer each)",
-            self.worker.worker_id,
-            len(self._shards),
-            self.topology.bids_exchange,
+            self._loops.append(asyncio.create_task(self._supervise(shard), name=f"shard-{index}"))
+        self._tasks.append(asyncio.create_task(share_shards(self.roster, self._shards), name="share-shards"))
+        self._closer = Closer(
+            self._pool, self._publisher, self.worker.end_grace_seconds, self.worker.close_scan_seconds
         )
-
-    async def _join_roster(self) -> None:
-        assert self._connection is not None
-        channel = await self._connection.channel()
-        exchange = await channel.declare_exchange(
-            self.topology.workers_exchange, ExchangeType.FANOUT, auto_delete=True
+        self._tasks.append(asyncio.create_task(self._closer.run(), name="closer"))
+        self._tasks.append(
+            asyncio.create_task(
+                watch_depth(self._connection, self.topology, self.settings.dependency_timeout),
+                name="dead-letter-depth",
+            )
         )
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange)
-
-        async def heard(message: AbstractIncomingMessage) -> None:
-            self.roster.heard(message.body.decode(errors="replace"))
-
-        await queue.consume(heard, no_ack=True)
-
-        async def announce() -> None:
-            while True:
-                try:
-                    await exchange.publish(Message(self.worker.worker_id.encode()), routing_key="")
-                except Exception as exc:  # the robust connection is reconnecting; try next beat
-                    log.debug("heartbeat not sent: %r", exc)
-                await asyncio.sleep(HEARTBEAT_SECONDS)
-
-        self._tasks.append(asyncio.create_task(announce(), name="heartbeat"))
-
-    async def _share_shards(self) -> None:
-        """Ask each shard loop to let go of a busy shard that another live worker owns."""
-        while True:
-            await asyncio.sleep(REBALANCE_SECONDS)
-            members = self.roster.members()
-            recent = time.monotonic() - REBALANCE_SECONDS
-            for shard in self._shards:
-                if shard.last_delivery >= recent and owner(shard.index, members) != self.worker.worker_id:
-                    shard.release_requested = True
+        log.info("%r consuming %s (single active consumer each)", self, self.topology.bids_exchange)
 
     async def stop(self) -> None:
         """Finish the batches in hand, then close: the broker hands the rest to the next worker.
@@ -166,13 +129,14 @@ class BidWorker:
         """
         self._stopping.set()
         try:
-            for task in self._tasks:
+            tasks = [*self._loops, *self._tasks]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             in_flight = [s.current for s in self._shards if s.current is not None and not s.current.done()]
             await asyncio.gather(*in_flight, return_exceptions=True)
-            announcing = [s.announcing for s in self._shards if s.announcing is not None]
-            await asyncio.gather(*announcing, return_exceptions=True)
+            if self._dead is not None:
+                await self._dead.close()
             if self._publisher:
                 await self._publisher.close()
         finally:
@@ -182,7 +146,61 @@ class BidWorker:
                 await self._connection.close()
             if self._pool:
                 await self._pool.close()
-        log.info("worker %s stopped after applying %d bids", self.worker.worker_id, self.applied)
+            if self._audit is not None:
+                await asyncio.to_thread(self._audit.close)
+        log.info("%r stopped", self)
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def broker_up(self) -> bool:
+        return self._connection is not None and broker_is_up(self._connection)
+
+    async def database_up(self) -> bool:
+        return self._pool is not None and await database_is_up(self._pool, self.settings.dependency_timeout)
+
+    def shard_loops_alive(self) -> bool:
+        """Every shard has a running loop (a loop being restarted counts as alive)."""
+        return bool(self._loops) and not any(loop.done() for loop in self._loops)
+
+    async def dead_letter_depth(self) -> int | None:
+        """Messages waiting in the dead-letter queue (None while the broker is away)."""
+        if self._connection is None:
+            return None
+        return await measure_depth(self._connection, self.topology, self.settings.dependency_timeout)
+
+    async def health(self) -> dict[str, bool]:
+        """Whether each dependency and the shard loops are up, by name (what /health shows)."""
+        return {
+            "postgres": await self.database_up(),
+            "rabbitmq": self.broker_up(),
+            "shard_loops": self.shard_loops_alive(),
+        }
+
+    # --- the shard loops ------------------------------------------------------------------------
+
+    async def _supervise(self, shard: Shard) -> None:
+        """Run the shard's loop; if it dies, give its messages back in order and run it again."""
+        failures = 0
+        while True:
+            try:
+                await self._run_shard(shard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                self.shard_restarts += 1
+                log.exception("shard %d loop failed (%d in a row); restarting it", shard.index, failures)
+                if failures >= MAX_SHARD_RESTARTS:
+                    log.critical("shard %d loop keeps failing: the worker gives up", shard.index)
+                    self.failed.set()
+                    return
+                await asyncio.sleep(0.5 * failures)
+                try:
+                    assert self._connection is not None
+                    await shard.release(self._connection, self.worker.prefetch)
+                except Exception:
+                    log.exception("shard %d could not be resubscribed", shard.index)
+                continue
 
     async def _run_shard(self, shard: Shard) -> None:
         while True:
@@ -201,31 +219,31 @@ class BidWorker:
             await asyncio.shield(shard.current)
 
     async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
-        bids: list[BidPlaced] = []
-        good: list[AbstractIncomingMessage] = []
+        assert self._applier is not None and self._dead is not None
+        work: list[ShardMessage] = []
+        messages: list[AbstractIncomingMessage] = []
         for message in batch:
             try:
-                event = decode(message.body)
-                if not isinstance(event, BidPlaced):
-                    raise MalformedEvent(f"expected bid.placed, got {event.type}")
-                bids.append(event)
-                good.append(message)
+                work.append(shard_message(message))
+                messages.append(message)
             except MalformedEvent as exc:
-                log.error("shard %d: dead-lettering message %s: %s", shard.index, message.message_id, exc)
-                await self._settle(message.reject(requeue=False))
-                observed.dead_lettered("malformed")
-        if not bids:
+                await self._dead.send(message, "malformed", str(exc))
+        if not work:
             return
-        changed = await self._apply_until_done(shard, bids)
-        # One ack for the whole batch, after the commit.
-        await self._settle(good[-1].ack(multiple=True))
-        self.applied += len(bids)
-        # The last batch's events are awaited only now, once this batch is applied: the shard does
-        # not sit idle while their confirms come back (up to a second each under `make bench`
-        # drains), and one batch's events still all go out before the next batch's.
-        if shard.announcing is not None:
-            await shard.announcing
-        shard.announcing = asyncio.ensure_future(self._announce(changed))
+        applied = await self._applier.apply_until_done(shard.index, work)
+        for index, (kind, reason) in applied.dead.items():
+            await self._dead.send(messages[index], kind, reason)
+        # One ack for the rest of the batch, after the commit (on a message not settled alone).
+        settled_alone = set(applied.dead)
+        last = max((i for i in range(len(messages)) if i not in settled_alone), default=None)
+        if last is not None:
+            await self._settle(messages[last].ack(multiple=True))
+        observed.judged(applied.decisions)  # committed
+        self.applied += len(applied.decisions)
+        self.ended += applied.ended
+        self.batches += 1
+        if self._audit is not None and applied.decisions:
+            self._audit.batch(applied.locked_at, [(d.bid.offer_id, d.bid.bid_id) for d in applied.decisions])
 
     async def _settle(self, settle: Awaitable[object]) -> None:
         try:
@@ -235,81 +253,16 @@ class BidWorker:
             # and the worker recognises the ones it already applied by their bid ids.
             log.warning("could not settle messages (%r); they will be redelivered", exc)
 
-    async def _apply_until_done(self, shard: Shard, bids: list[BidPlaced]) -> list[dict[str, Any]]:
-        """Retry the transaction until Postgres takes it: never requeue, never reorder."""
-        return await retry(
-            lambda: self._apply(bids),
-            on=DATABASE_REFUSED,
-            backoff=Backoff(0.1, 3.0),
-            # Stopping: not acked, so the broker gives these bids to the next worker.
-            give_up=self._stopping.is_set,
-            waiting=lambda exc, delay: log.warning(
-                "shard %d: applying %d bids failed (%r); retrying in %.1fs",
-                shard.index,
-                len(bids),
-                exc,
-                delay,
-            ),
-        )
 
-    async def _apply(self, bids: list[BidPlaced]) -> list[dict[str, Any]]:
-        assert self._pool is not None
-        async with self._pool.acquire() as conn, conn.transaction():
-            offers, now = await store.lock_offers(conn, sorted({b.offer_id for b in bids}))
-            locked_at = time.time()
-            # Checked under the offer locks: a bid applied by another worker is seen here.
-            done = await store.already_applied(conn, [b.bid_id for b in bids])
-            by_offer: dict[uuid.UUID, list[BidPlaced]] = defaultdict(list)
-            seen = set(done)
-            for bid in bids:
-                if bid.bid_id in seen:
-                    continue
-                seen.add(bid.bid_id)
-                if bid.offer_id not in offers:
-                    log.error("bid %s names unknown offer %s; dropped", bid.bid_id, bid.offer_id)
-                    continue
-                by_offer[bid.offer_id].append(bid)
-            if not by_offer:
-                return []
-            decisions: list[Decision] = []
-            outbid = []
-            states: list[OfferState] = []
-            changed_ids = set()
-            for offer_id, offer_bids in by_offer.items():
-                outcome = apply_bids(offers[offer_id], offer_bids, now)
-                decisions.extend(outcome.decisions)
-                outbid.extend(outcome.outbid)
-                states.append(outcome.offer)
-                if outcome.leader_changed:
-                    changed_ids.add(offer_id)
-            await store.mark_outbid(conn, outbid)
-            await store.insert_bids(conn, decisions, self.worker.worker_id)
-            rows = await store.update_offers(conn, states)
-        observed.judged(decisions)  # committed
-        if self.worker.audit_log:
-            self._audit(locked_at, decisions)
-        return [offer_shape(r) for r in rows if r["id"] in changed_ids]
-
-    def _audit(self, locked_at: float, decisions: list[Decision]) -> None:
-        line = {
-            "worker": self.worker.worker_id,
-            "locked_at": locked_at,
-            "committed_at": time.time(),
-            "bids": [[str(d.bid.offer_id), str(d.bid.bid_id)] for d in decisions],
-        }
-        assert self.worker.audit_log is not None
-        with open(self.worker.audit_log, "a") as f:
-            f.write(json.dumps(line) + "\n")
-
-    async def _announce(self, offers: list[dict[str, Any]]) -> None:
-        """offer.updated for every offer whose highest bid moved; the database stays the truth."""
-        if not offers or self._publisher is None:
-            return
-        publisher = self._publisher
-        results = await asyncio.gather(
-            *(publisher.send(OfferUpdated(o)) for o in offers),
-            return_exceptions=True,
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            log.warning("%d offer.updated events not published: %r", len(failed), failed[0])
+def shard_message(message: AbstractIncomingMessage) -> ShardMessage:
+    """The bid or close a shard message holds, every field checked; MalformedEvent says why not."""
+    event = decode(message.body)
+    if not isinstance(event, (BidPlaced, CloseOffer)):
+        raise MalformedEvent(f"{event.type} does not belong in a shard queue")
+    # The header placed it in its shard: one that names another offer breaks that offer's order.
+    header = (message.headers or {}).get("offer_id")
+    if header != str(event.offer_id):
+        raise MalformedEvent("the offer_id header does not name the offer of the message")
+    if isinstance(event, BidPlaced) and event.placed_at > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+        raise MalformedEvent("placed_at is in the future")
+    return event

@@ -1,0 +1,67 @@
+"""Event announcing: every event a batch causes is written to the outbox in the batch's transaction.
+
+The worker's outbox relay publishes them after the commit, so a crash between the commit and the
+publish cannot lose one (the relay publishes what the database holds), and none goes out for a batch
+that rolled back. Per offer, the offer's event comes first, then its bidders' private `bid.updated`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from auction_shared.events import BidUpdated, Contract, OfferEnded, OfferSold, OfferUpdated
+from auction_shared.outbox import OutboxRelay
+from auction_shared.rules import WON, Outcome, Status
+from auction_shared.shapes import BID_COLUMNS, OFFER_COLUMNS, bid_shape, offer_shape
+
+
+async def announce(
+    conn: asyncpg.Connection,
+    relay: OutboxRelay,
+    outcomes: Sequence[Outcome],
+    offer_rows: Sequence[asyncpg.Record],
+    bid_rows: Sequence[asyncpg.Record],
+) -> None:
+    """Write the events of a batch: offer.updated for every new version, offer.sold / offer.ended
+    (public, and the seller's own copy) at the end, bid.updated to each bidder whose bid moved."""
+    offers = {r["id"]: r for r in offer_rows}
+    missing = sorted({r["offer_id"] for r in bid_rows} - offers.keys())
+    if missing:  # bids rejected on an offer this batch did not change
+        rows = await conn.fetch(f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = ANY($1::uuid[])", missing)
+        offers.update({r["id"]: r for r in rows})
+    bids_of: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in bid_rows:
+        bids_of.setdefault(row["offer_id"], []).append(row)
+    events: list[Contract] = []
+    moved = {o.auction.id for o in outcomes if o.moved}
+    for offer_id in dict.fromkeys([*(o.auction.id for o in outcomes), *missing]):
+        row = offers.get(offer_id)
+        if row is None:
+            continue
+        shape = offer_shape(row)
+        if offer_id in moved:
+            events += await _offer_events(conn, row, shape, bids_of.get(offer_id, []))
+        for bid in bids_of.get(offer_id, []):
+            events.append(BidUpdated(bid["user_id"], bid_shape(bid, viewer=bid["user_id"]), shape))
+    await relay.add_all(conn, events)
+
+
+async def _offer_events(
+    conn: asyncpg.Connection, row: asyncpg.Record, shape: dict[str, Any], bids: Sequence[asyncpg.Record]
+) -> list[Contract]:
+    seller = row["created_by_id"]
+    if row["status"] == Status.SOLD:
+        winner = next((b for b in bids if b["status"] == WON), None)
+        if winner is None:  # not moved by this batch (it cannot be, but the event must name it)
+            winner = await conn.fetchrow(
+                f"SELECT {BID_COLUMNS} FROM bids WHERE id = $1", row["highest_bid_id"]
+            )
+        public = bid_shape(winner)
+        return [OfferSold(shape, bid=public), OfferSold(shape, bid=public, recipient=seller)]
+    if row["status"] == Status.ENDED:
+        return [OfferEnded(shape), OfferEnded(shape, recipient=seller)]
+    return [OfferUpdated(shape)]
