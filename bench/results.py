@@ -112,7 +112,6 @@ class Results:
         out += self._ends_check()
         return out
 
-    @property
     def _ends_check(self) -> list[Check]:
         if self.ends is None:
             return []
@@ -124,6 +123,7 @@ class Results:
             )
         ]
 
+    @property
     def correct(self) -> bool:
         return all(c.ok for c in self.checks())
 
