@@ -1,4 +1,8 @@
-"""BENCHMARKS.md and the latency-percentile chart, written from one run's results."""
+"""BENCHMARKS.md and the latency-percentile chart, written from one run's results.
+
+Longer than most modules because most of it is the report's own text: one function per section,
+each with the prose that explains its table, kept together so the report reads in one place.
+"""
 
 from __future__ import annotations
 

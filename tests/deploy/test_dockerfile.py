@@ -124,3 +124,9 @@ def test_make_images_builds_every_target_with_the_tag_the_manifests_use() -> Non
     assert sorted(listed) == sorted(targets())
     kustomization = manifests.k8s_documents(manifests.K8S_DIR / "kustomization.yaml")[0]
     assert {i["name"]: i["newTag"] for i in kustomization["images"]} == {f"auction-{t}": tag for t in listed}
+
+
+def test_no_syntax_directive_makes_builds_fetch_a_frontend() -> None:
+    """`# syntax=...` makes every BuildKit build pull a frontend image: offline or mirrored setups fail."""
+    head = manifests.DOCKERFILE.read_text().splitlines()
+    assert not any(re.match(r"#\s*syntax\s*=", line, re.IGNORECASE) for line in head)

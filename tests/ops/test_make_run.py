@@ -65,11 +65,14 @@ class Supervisor:
         )
 
     def workers(self) -> list[psutil.Process]:
-        return [
-            c
-            for c in psutil.Process(self.proc.pid).children()
-            if c.is_running() and "bid_worker" in c.cmdline()
-        ]
+        found = []
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.is_running() and "bid_worker" in child.cmdline():
+                    found.append(child)
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # killed, not yet reaped
+                continue
+        return found
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -106,8 +109,8 @@ async def test_a_killed_worker_is_restarted_and_bids_keep_being_applied(supervis
             except aiohttp.ClientError:
                 return False
 
-        await wait_until(up, 60, f"make run's stack to answer:\n{supervisor.output()}")
-        await wait_until(lambda: "consuming" in supervisor.output(), 30, "the bid-worker to consume")
+        await wait_until(up, 120, f"make run's stack to answer:\n{supervisor.output()}")
+        await wait_until(lambda: "consuming" in supervisor.output(), 60, "the bid-worker to consume")
         seller, bidder = await api.accounts(2)
         offer = await api.create_offer(seller)
 

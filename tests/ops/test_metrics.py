@@ -14,7 +14,7 @@ import pytest
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from tests.live.test_live_updates import EventPublisher, big_offer_created
-from tests.ops.conftest import Samples, moved, scrape
+from tests.ops.conftest import Samples, judged_bid, moved, scrape
 from tests.support.api import Api
 from tests.support.environment import env_of
 from tests.support.processes import Stack
@@ -66,17 +66,7 @@ async def test_each_counter_moves_by_exactly_what_happened(observed: Stack, own_
         assert (await api.bid(bidder, str(uuid.uuid4()), 20))[0] == 404
         assert (await api.bid(seller, offer["id"], 20))[0] == 403
         # Queued: two that lead in turn, one too low; then a poison message.
-        placed = []
-        for price in (11, 12, 11.5):
-            status, body = await api.bid(bidder, offer["id"], price)
-            assert status == 202, body
-            placed.append(body["id"])
-
-            async def judged(bid_id: str = body["id"]) -> bool:
-                return (await api.get(bidder, f"/v1/bid/{bid_id}"))[0] == 200
-
-            await wait_until(judged, 30, "the bid judged by the worker")
-        statuses = [(await api.get(bidder, f"/v1/bid/{b}"))[1] for b in placed]
+        statuses = [await judged_bid(api, bidder, offer["id"], price) for price in (11, 12, 11.5)]
         await publish_poison(own_settings, offer["id"])
         await wait_until(
             lambda: moved(

@@ -7,11 +7,10 @@ import json
 import uuid
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from auction_shared.config import Settings
-from tests.support.api import Api
+from tests.ops.conftest import market
 from tests.support.environment import env_of
 from tests.support.otlp import Collector, Span
 from tests.support.processes import Stack
@@ -44,42 +43,34 @@ async def test_one_bid_is_one_trace_and_one_request_id_in_every_service(
             LOG_LEVEL="DEBUG",
         )
         stack = Stack(env, tmp_path)
-        try:
-            stack.start_services()
-            stack.start_worker("traced-w1")
-            async with aiohttp.ClientSession() as http:
-                api = Api(http, stack.gateway_url)
-                seller, bidder = await api.accounts(2)
-                offer = await api.create_offer(seller)
-                watch = await Watch.open(http, stack.gateway_url, bidder.token)
-                assert (await watch.request("subscribe", "subscribed", offer_id=offer["id"]))[
-                    "event"
-                ] == "subscribed"
-                rid = f"one-bid-{uuid.uuid4().hex}"
-                status, bid = await api.bid(bidder, offer["id"], 25, **{"X-Request-Id": rid})
-                assert status == 202, bid
-                await watch.until(lambda f: f["event"] == "offerUpdated" and f["data"]["id"] == offer["id"])
+        async with market(stack, "traced-w1") as m:
+            offer_id = m.offer["id"]
+            watch = await Watch.open(m.http, stack.gateway_url, m.bidder.token)
+            subscribed = await watch.request("subscribe", "subscribed", offer_id=offer_id)
+            assert subscribed["event"] == "subscribed"
+            rid = f"one-bid-{uuid.uuid4().hex}"
+            status, bid = await m.api.bid(m.bidder, offer_id, 25, **{"X-Request-Id": rid})
+            assert status == 202, bid
+            await watch.until(lambda f: f["event"] == "offerUpdated" and f["data"]["id"] == offer_id)
 
-                def posted() -> list[Span]:
-                    return [
-                        s
-                        for s in collector.spans
-                        if s.service == "gateway" and s.kind == SERVER and s.name == "POST /v1/bid"
-                    ]
+            def posted() -> list[Span]:
+                return [
+                    s
+                    for s in collector.spans
+                    if s.service == "gateway" and s.kind == SERVER and s.name == "POST /v1/bid"
+                ]
 
-                (entry,) = await wait_until(posted, 30, "the gateway's span of POST /v1/bid")
+            (entry,) = await wait_until(posted, 30, "the gateway's span of POST /v1/bid")
 
-                def whole_trace() -> list[Span] | None:
-                    spans = collector.trace(entry.trace_id)
-                    kinds = {(s.service, s.kind) for s in spans}
-                    done = {("bids", SERVER), ("gateway", CONSUMER)} <= kinds and any(
-                        s.name == "apply bids" for s in spans
-                    )
-                    return spans if done else None
+            def whole_trace() -> list[Span] | None:
+                spans = collector.trace(entry.trace_id)
+                kinds = {(s.service, s.kind) for s in spans}
+                done = {("bids", SERVER), ("gateway", CONSUMER)} <= kinds and any(
+                    s.name == "apply bids" for s in spans
+                )
+                return spans if done else None
 
-                spans = await wait_until(whole_trace, 30, f"the bid's whole trace in {collector.spans}")
-        finally:
-            stack.stop()
+            spans = await wait_until(whole_trace, 30, f"the bid's whole trace in {collector.spans}")
 
     (apply,) = [s for s in spans if s.service == "bid-worker" and s.name == "apply bids"]
     database = [

@@ -129,12 +129,11 @@ async def test_bids_wait_in_their_queues_while_the_workers_database_is_cut(
         waiting = await bid_in_turn(40, 2)
         rows = await fetch(
             settings.database_url,
+            # Intake records each bid as pending; only the worker gives it its final status.
             "SELECT id FROM bids WHERE id = ANY($1::uuid[]) AND status <> 'pending'",
             [uuid.UUID(b) for b in waiting],
         )
-        assert (
-            rows == []
-        )  # queued (intake's pending rows aside), not applied, while the worker cannot reach Postgres
+        assert rows == []  # queued, not applied, while the worker cannot reach Postgres
         worker_db.restore()
         all_ids = [uuid.UUID(b.id) for b in placed]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -23,6 +24,7 @@ from auction_shared.observability.metrics import (
     SHARD_BATCH,
     SHARD_HANDOVERS,
     SHARD_LAG,
+    end_fired,
     shard_label,
 )
 from auction_shared.observability.tracing import PUBLISHED_AT, context_of, continuing, link_to
@@ -78,6 +80,18 @@ async def batch(
     return result
 
 
+def started(shards: int) -> None:
+    """Export every shard's series from the start (at zero), so a dashboard shows a quiet shard as
+    quiet rather than as missing."""
+    for shard in range(shards):
+        label = shard_label(shard)
+        SHARD_LAG.labels(label).set(0)
+        SHARD_HANDOVERS.labels(label)
+        SHARD_BATCH.labels(label)
+        SHARD_APPLY.labels(label)
+    DEAD_LETTERS.labels("malformed")
+
+
 def judged(decisions: Iterable[Judged]) -> None:
     """Count a committed batch's decisions: the new leaders, and the refused by their reason."""
     for decision in decisions:
@@ -85,6 +99,12 @@ def judged(decisions: Iterable[Judged]) -> None:
             BIDS_REJECTED.labels("worker", str(decision.reason)).inc()
         else:
             BIDS_APPLIED.inc()
+
+
+def ends_fired(lateness: Iterable[timedelta]) -> None:
+    """Offers a committed batch ended (their close came in), each this long after its ends_at."""
+    for late in lateness:
+        end_fired(late.total_seconds())
 
 
 def dead_lettered(reason: str) -> None:

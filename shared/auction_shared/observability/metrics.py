@@ -110,6 +110,12 @@ def set_service(name: str) -> None:
     _service = name
 
 
+def end_fired(lateness_seconds: float) -> None:
+    """An offer closed because its ends_at passed, `lateness_seconds` after it (the closer calls this)."""
+    ENDS_FIRED.inc()
+    END_LATENESS.observe(max(0.0, lateness_seconds))
+
+
 def shard_label(index: int) -> str:
     return f"{index:02d}"
 
@@ -120,6 +126,31 @@ def serve_metrics(host: str, port: int) -> None:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# The labelled children, looked up once per route and status rather than on every request.
+_answered_by: dict[tuple[str, str, int], Counter] = {}
+_timed_by: dict[tuple[str, str], Histogram] = {}
+
+
+# Any token is a method to aiohttp: others are counted as one, so a client cannot grow the label set.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _answered(method: str, route: str, status: int) -> Counter:
+    key = (method, route, status)
+    child = _answered_by.get(key)
+    if child is None:
+        child = _answered_by[key] = HTTP_REQUESTS.labels(_service, method, route, str(status))
+    return child
+
+
+def _timed(method: str, route: str) -> Histogram:
+    key = (method, route)
+    child = _timed_by.get(key)
+    if child is None:
+        child = _timed_by[key] = HTTP_LATENCY.labels(_service, method, route)
+    return child
 
 
 @web.middleware
@@ -138,7 +169,8 @@ async def http_metrics_middleware(request: web.Request, handler: Handler) -> web
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        HTTP_REQUESTS.labels(_service, request.method, route, str(status)).inc()
-        HTTP_LATENCY.labels(_service, request.method, route).observe(time.perf_counter() - started)
+        method = request.method if request.method in METHODS else "OTHER"
+        _answered(method, route, status).inc()
+        _timed(method, route).observe(time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):  # a line per request costs intake throughput: DEBUG only
-            log.debug("%s %s answered %d", request.method, route, status)
+            log.debug("%s %s answered %d", method, route, status)

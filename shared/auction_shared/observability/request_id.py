@@ -6,7 +6,7 @@ publishes, carries it without being passed around.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 
@@ -36,7 +36,7 @@ def acceptable(value: object) -> bool:
 
 
 def new() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as unique as a uuid4, for less work on every request
 
 
 def adopt(headers: Mapping[str, object] | None) -> str:
