@@ -65,11 +65,14 @@ class Supervisor:
         )
 
     def workers(self) -> list[psutil.Process]:
-        return [
-            c
-            for c in psutil.Process(self.proc.pid).children()
-            if c.is_running() and "bid_worker" in c.cmdline()
-        ]
+        found = []
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "bid_worker" in child.cmdline():
+                    found.append(child)
+            except psutil.Error:  # gone, or killed and not yet reaped by the supervisor
+                continue
+        return found
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
