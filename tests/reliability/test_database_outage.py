@@ -129,7 +129,7 @@ async def test_bids_wait_in_their_queues_while_the_workers_database_is_cut(
         waiting = await bid_in_turn(40, 2)
         rows = await fetch(
             settings.database_url,
-            # Intake's own `pending` row is written at once; an applied bid is any other status.
+            # Intake records each bid as pending; only the worker gives it its final status.
             "SELECT id FROM bids WHERE id = ANY($1::uuid[]) AND status <> 'pending'",
             [uuid.UUID(b) for b in waiting],
         )
