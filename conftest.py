@@ -14,6 +14,7 @@ from auction_shared.config import Settings
 from tests.support.api import Account
 from tests.support.environment import env_of, new_settings, prepare_sync, tear_down_sync
 from tests.support.inprocess import World, account, running_world
+from tests.support.pipeline import BidTap
 from tests.support.processes import Stack
 
 
@@ -83,6 +84,14 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(settings.database_url)
     yield conn
     await conn.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def bid_tap(settings: Settings) -> AsyncIterator[BidTap]:
+    """What intake really queued during the test: a queue of its own bound to `bid.placed`; for tests
+    on their module's loop (those that use `world`)."""
+    async with BidTap(settings) as tap:
+        yield tap
 
 
 @pytest.fixture

@@ -5,6 +5,9 @@ sections (intake, drain, fanout, memory); BENCH_OUT is the directory for the rep
 (default: BENCHMARKS.md at the top of the checkout for a full run, bench/results/<mode>/ otherwise);
 BENCH_PROFILE=DIR keeps py-spy profiles of the busy services there; BENCH_LOGS=DIR keeps the logs.
 Exit status 1 means a correctness check failed (a bug), never that a target was missed.
+
+Somewhat over the usual module size: it is the harness's one script, running the sections in
+order with the baselines beside them; each section's measuring lives in its own module.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The same 100,000 bids (over 1,000 offers) are queued three times, on fresh offers each time, and
 drained by one bid-worker, by two, and by the bare consumer (prefetch 1000, ack multiple, one
 set-based statement per batch).
+
+A little over the usual module size: filling, draining, timing and checking a drain belong together,
+and each of the three consumers runs through the same steps here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""BENCHMARKS.md and the latency-percentile chart, written from one run's results."""
+"""BENCHMARKS.md and the latency-percentile chart, written from one run's results.
+
+Longer than most modules because most of it is the report's own text: one function per section,
+each with the prose that explains its table, kept together so the report reads in one place.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ def _ends(results: Results, add: Callable[[str], None]) -> None:
         f"{results.plan.ending_offers:,} offers (inserted with SQL, no bids) all end in the same whole "
         "second; every running worker's closer finds them due once the database clock passes `ends_at` + "
         "END_GRACE_SECONDS and sends a close into each offer's shard. Lateness = `ended_at` (the closing "
-        "transaction's database clock) − `ends_at`; API.md wants every end within 5 s.\n"
+        "transaction's database clock) − `ends_at`; docs/API.md wants every end within 5 s.\n"
     )
     run = results.ends
     if run is None:

@@ -3,15 +3,13 @@ administrator `make run` was given (DATABASE_URL, AMQP_URL), with passwords made
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass, field
-
-import aiohttp
 
 from auction_shared import broker_users, db_roles
 from auction_shared.broker_users import BrokerUserSettings, ManagementApi, apply_users, management_session
 from auction_shared.config import Settings, read
+from auction_shared.outages import BROKER_ADMIN_FAILED
 from auction_shared.urls import with_login
 
 # `python -m <module>` -> the service whose role and user it runs as.
@@ -65,7 +63,7 @@ async def broker_accounts(settings: Settings) -> tuple[dict[str, str], str | Non
             users = await apply_users(
                 ManagementApi(session, admin.management_url), settings.amqp_prefix, passwords, admin.vhost
             )
-    except (OSError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
+    except BROKER_ADMIN_FAILED as exc:
         return {}, (
             f"could not create the services' RabbitMQ users through {admin.management_url} ({exc}); "
             "every service uses AMQP_URL's user instead. To give each its own: "
@@ -73,3 +71,15 @@ async def broker_accounts(settings: Settings) -> tuple[dict[str, str], str | Non
             "name an administrator, default guest/guest from this machine)"
         )
     return {s: with_login(settings.amqp_url, users[s], passwords[s]) for s in users}, None
+
+
+async def remove_broker_users(settings: Settings) -> None:
+    """Delete this run's broker users (their passwords die with the run anyway)."""
+    admin = read(BrokerUserSettings)
+    try:
+        async with management_session(admin.admin_user, admin.admin_password) as session:
+            api = ManagementApi(session, admin.management_url)
+            for service in broker_users.SERVICES:
+                await api.delete("users", broker_users.user_name(service, settings.amqp_prefix))
+    except BROKER_ADMIN_FAILED as exc:
+        print(f"could not remove this run's RabbitMQ users ({exc}); they are harmless", flush=True)

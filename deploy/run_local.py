@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
-from local_accounts import LocalAccounts, broker_accounts, database_accounts
+from local_accounts import LocalAccounts, broker_accounts, database_accounts, remove_broker_users
 
 from auction_shared.config import Settings, read, setting
 from auction_shared.db import describe
 from auction_shared.migrate import main as migrate_main
+from auction_shared.retry import Backoff
 
 ROOT = Path(__file__).resolve().parents[1]
 # Metrics of the processes on consecutive ports from here (METRICS_PORT moves the first).
@@ -115,7 +116,7 @@ class Child:
 
     async def keep_running(self, stop: asyncio.Event) -> int:
         """Run until `stop`; return 0, or the exit code that made restarting pointless."""
-        delay = RESTART_FIRST
+        backoff = Backoff(RESTART_FIRST, RESTART_CAP)
         while True:
             proc = await self.start()
             if stop.is_set():  # stopped while it was starting: it missed the SIGTERM
@@ -130,14 +131,10 @@ class Child:
                 print(f"{self.name} exited with a configuration error; not restarting it", flush=True)
                 return code
             if time.monotonic() - started >= RESTART_STABLE:
-                delay = RESTART_FIRST
-            print(f"{self.name} exited with code {code}; restarting it in {delay:.1f}s", flush=True)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+                backoff.reset()
+            print(f"{self.name} exited with code {code}; restarting it in {backoff.delay:.1f}s", flush=True)
+            if await backoff.wait(stop):
                 return 0
-            except asyncio.TimeoutError:
-                pass
-            delay = min(delay * 2, RESTART_CAP)
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -220,7 +217,11 @@ def main() -> int:
     print(
         f"Prometheus metrics: http://{settings.host}:{base}/metrics … :{base + count - 1} (one port per process)"
     )
-    return asyncio.run(supervise(settings, LocalAccounts(database_urls, amqp_urls)))
+    try:
+        return asyncio.run(supervise(settings, LocalAccounts(database_urls, amqp_urls)))
+    finally:
+        if amqp_urls:
+            asyncio.run(remove_broker_users(settings))
 
 
 def migrate_main_sync() -> int:

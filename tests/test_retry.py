@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from auction_shared.retry import Backoff, retry
@@ -60,3 +62,11 @@ async def test_a_reset_starts_the_pauses_over() -> None:
     assert backoff.delay == 0.004
     backoff.reset()
     assert backoff.delay == 0.001
+
+
+async def test_a_pause_ends_early_when_told_to_stop() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    backoff = Backoff(600.0, 600.0)
+    assert await backoff.wait(stop) is True
+    assert await Backoff(0.001, 0.001).wait(asyncio.Event()) is False

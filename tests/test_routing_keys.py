@@ -27,9 +27,11 @@ PUBLISH_CALLERS = {
     ("shared/auction_shared/broker.py", "send"),
     ("shared/auction_shared/broker.py", "publish"),
     # The relay sends rows that only outbox.add_event writes, from a contract.
-    ("shared/auction_shared/outbox.py", "relay_once"),
+    ("shared/auction_shared/outbox.py", "_publish"),
     # A worker's heartbeat goes to the workers' fanout exchange, not to the events exchange.
-    ("services/bid-worker/bid_worker/worker.py", "announce"),
+    ("services/bid-worker/bid_worker/roster.py", "announce"),
+    # A dead letter's copy goes to the dead-letter exchange with its reason, not to the events exchange.
+    ("services/bid-worker/bid_worker/dead_letters.py", "send"),
 }
 
 
@@ -66,7 +68,7 @@ def publish_callers() -> set[tuple[str, str]]:
 
 
 def test_only_the_publisher_and_the_outbox_relay_publish_events() -> None:
-    """Anything else would choose a routing key itself instead of taking a contract's."""
+    """Anything else on the events exchange would choose a routing key itself instead of a contract's."""
     assert publish_callers() <= PUBLISH_CALLERS
 
 

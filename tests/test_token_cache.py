@@ -41,7 +41,7 @@ def test_a_cached_token_is_refused_once_it_expires(monkeypatch):
 
     class Later(datetime):
         @classmethod
-        def now(cls, tz=None):  # type: ignore[override]
+        def now(cls, tz=None):  # type: ignore[override]  # a fixed clock in place of datetime.now
             return datetime.fromtimestamp(later, tz)
 
     # Both clocks move on: the cache's and PyJWT's.

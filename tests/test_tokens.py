@@ -21,7 +21,7 @@ from tests.support.inprocess import World, account, running_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-# Routes anyone may call; /v1/stream authenticates inside its WebSocket messages instead (API.md).
+# Routes anyone may call; /v1/stream authenticates inside its WebSocket messages instead (docs/API.md).
 PUBLIC = {"/ping", "/health", "/index", "/v1/signup", "/v1/login", "/v1/stream"}
 
 

@@ -16,12 +16,14 @@ import uuid
 import orjson
 from aiohttp import WSMsgType, web
 
+from auction_shared.web import LISTEN_BACKLOG
+
 CLIENTS = web.AppKey("clients", set)
 AUTHENTICATED = orjson.dumps({"event": "authenticated", "data": {}})
 
 
 async def stream(request: web.Request) -> web.WebSocketResponse:
-    # No per-message deflate, as the gateway decides (LIMITS.md: it halves fan-out).
+    # No per-message deflate, as the gateway decides (docs/LIMITS.md: it halves fan-out).
     ws = web.WebSocketResponse(compress=False)
     await ws.prepare(request)
     clients = request.app[CLIENTS]
@@ -69,5 +71,6 @@ if __name__ == "__main__":
         host="127.0.0.1",
         port=int(os.environ["BARE_PORT"]),
         access_log=None,
+        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
         print=lambda _: print("bare broadcast listening", flush=True),
     )

@@ -10,6 +10,8 @@ import os
 import orjson
 from aiohttp import web
 
+from auction_shared.web import LISTEN_BACKLOG
+
 ACCEPTED = orjson.dumps({"status": "pending"})
 
 
@@ -38,5 +40,6 @@ if __name__ == "__main__":
         host="127.0.0.1",
         port=int(os.environ["BARE_PORT"]),
         access_log=None,
+        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
         print=lambda _: print("bare intake listening", flush=True),
     )

@@ -10,6 +10,8 @@ import os
 import aiohttp
 from aiohttp import web
 
+from auction_shared.web import LISTEN_BACKLOG
+
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
 
@@ -53,5 +55,6 @@ if __name__ == "__main__":
         host="127.0.0.1",
         port=int(os.environ["BARE_PORT"]),
         access_log=None,
+        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
         print=lambda _: print("bare proxy listening", flush=True),
     )

@@ -1,4 +1,9 @@
-"""RabbitMQ: the robust connection as a cleanup context, the topology, and the one event publisher."""
+"""RabbitMQ: the robust connection as a cleanup context, the topology, and the one event publisher.
+
+Over the usual module size on purpose: the names of every exchange and queue, their declaration and
+the publisher that sends under them stay in one file, so a name is declared and used in one place;
+the confirm bookkeeping is apart, in confirms.py.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from .events import Contract
 from .observability import request_id
 from .observability.metrics import BROKER_PUBLISH
 from .observability.tracing import PUBLISHED_AT, inject_trace
-from .outages import BROKER_UNREACHABLE, broker_is_up
+from .outages import BROKER_CHANNEL_LOST, BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
 from .retry import Backoff, retry
 
@@ -46,6 +51,16 @@ PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 DELIVERY_LIMIT = 200
 
 
+class _Named:
+    """A name under the topology's prefix: `<prefix>.<suffix>`."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, topology: Topology, owner: type[Topology]) -> str:
+        return f"{topology.prefix}.{self.suffix}"
+
+
 @dataclass(frozen=True)
 class Topology:
     """Names of every exchange and queue, derived from one prefix so test runs never collide."""
@@ -53,30 +68,16 @@ class Topology:
     prefix: str
     bid_shards: int
 
+    events_exchange = _Named("events")
+    bids_exchange = _Named("bids")
+    dead_letter_exchange = _Named("dlx")
+    dead_letter_queue = _Named("dead")
+    # Bid-workers announce themselves here, to share the shards out between them.
+    workers_exchange = _Named("workers")
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
         return cls(prefix=settings.amqp_prefix, bid_shards=settings.bid_shards)
-
-    @property
-    def events_exchange(self) -> str:
-        return f"{self.prefix}.events"
-
-    @property
-    def bids_exchange(self) -> str:
-        return f"{self.prefix}.bids"
-
-    @property
-    def dead_letter_exchange(self) -> str:
-        return f"{self.prefix}.dlx"
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.prefix}.dead"
-
-    @property
-    def workers_exchange(self) -> str:
-        """Bid-workers announce themselves here, to share the shards out between them."""
-        return f"{self.prefix}.workers"
 
     def shard_queue(self, shard: int) -> str:
         return f"{self.prefix}.bids.shard.{shard:02d}"
@@ -297,13 +298,7 @@ class Publisher:
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
-        except (
-            asyncio.TimeoutError,
-            aiormq.exceptions.AMQPError,
-            aio_pika.exceptions.ChannelInvalidStateError,
-            RuntimeError,
-            ConnectionError,
-        ) as exc:
+        except BROKER_CHANNEL_LOST as exc:
             log.warning("publish of %s %s failed: %r", routing_key, message_id, exc)
             try:
                 await asyncio.wait_for(self._reopen_if_lost(), self._timeout)

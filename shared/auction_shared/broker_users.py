@@ -20,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from .config import read, setting
+from .outages import BROKER_ADMIN_FAILED
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ async def main() -> int:
                 settings.passwords,
                 settings.vhost,
             )
-    except (OSError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
+    except BROKER_ADMIN_FAILED + (ValueError,) as exc:  # ValueError: a password is missing
         print(f"cannot set up the broker users at {settings.management_url}: {exc}", file=sys.stderr)
         return 1
     print(f"broker users {', '.join(users.values())} have their permissions on vhost {settings.vhost!r}")

@@ -13,7 +13,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, TypeVar, cast
 
 from .secret_strength import weakness
@@ -202,10 +202,3 @@ class Settings:
                 "(make run and make env generate one)"
             )
         return self.jwt_secret
-
-
-def defaults(cls: type[Any]) -> dict[str, Any]:
-    """Every setting of `cls` with its default, by environment variable (for docs and tests)."""
-    return {
-        name: f.default for f in fields(cls) if (name := env_name(f)) is not None and f.default is not MISSING
-    }

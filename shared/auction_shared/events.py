@@ -8,6 +8,9 @@ Routing keys on the events exchange:
 - `offer.created|updated|sold|ended`: public offer events (the gateways fan them out);
 - `bid.placed` and `command.*`: work for an offer's shard (hashed on the `offer_id` header);
 - `user.<user id>`: private events for one user (the gateways bind the keys of connected users).
+
+Longer than one job's module on purpose: every message the system sends sits here beside the others,
+so a producer and a consumer read the same definition and a reader sees the whole vocabulary at once.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 A signature only proves that the auth service issued the token, not that the account still exists.
 Every service with a database pool asks `users` once per user id and remembers the answer for
 KNOWN_USER_TTL_SECONDS in the process, so the hot path (a cache hit) never touches Postgres, and a
-deleted user's tokens stop working everywhere within that time. The gateway has no database: it
-relays the request, and the service behind it refuses.
+deleted user's tokens stop working everywhere within that time (the setting of the same name).
+The gateway has no database: it relays the request, and the service behind it refuses; its
+WebSocket asks the offers service (gateway/user_check.py).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import asyncpg
 from .config import Settings
 from .db import describe
 from .db_roles import RoleSettings, apply_roles
+from .outages import DATABASE_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ async def main() -> int:
     except MigrationFailed as exc:
         print(exc, file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError) as exc:
+    except DATABASE_REFUSED as exc:
         print(
             f"cannot reach PostgreSQL at {where}: {exc}\n"
             "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",

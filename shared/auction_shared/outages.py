@@ -34,6 +34,13 @@ DATABASE_REFUSED: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
+# Not an outage: the statement's own values are at fault, and PostgreSQL will refuse them on every
+# try (SQLSTATE class 22, a data exception such as a numeric overflow; class 23, a check, foreign key
+# or not-null constraint). A loop that retries DATABASE_REFUSED sets these apart instead.
+DATABASE_REFUSES_THE_VALUES: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 # RabbitMQ's connection or the channel a request used is gone.
 BROKER_DOWN: tuple[type[BaseException], ...] = (
     *_NETWORK,
@@ -42,8 +49,15 @@ BROKER_DOWN: tuple[type[BaseException], ...] = (
 )
 # Connecting (or declaring right after connecting) failed: wait for RabbitMQ and try again.
 BROKER_UNREACHABLE: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.exceptions.AMQPError)
-# Another service of ours (behind the gateway) did not answer.
-UPSTREAM_DOWN: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientConnectionError)
+# A publish, an ack or a declare on an open channel failed: the channel or its connection is gone
+# (aio-pika raises RuntimeError for a channel closed under it) or the confirm never came.
+BROKER_CHANNEL_LOST: tuple[type[BaseException], ...] = (*_NETWORK, aiormq.exceptions.AMQPError, RuntimeError)
+# RabbitMQ's management API could not be reached, or refused a request (`broker_users.ManagementApi`
+# raises RuntimeError with the answer).
+BROKER_ADMIN_FAILED: tuple[type[BaseException], ...] = (*_NETWORK, aiohttp.ClientError, RuntimeError)
+# Another service of ours (behind the gateway) did not answer: the gateway's upstream client raises
+# `UpstreamError`, a ConnectionError, or its bound ran out.
+UPSTREAM_DOWN: tuple[type[BaseException], ...] = _NETWORK
 
 
 def broker_is_up(connection: AbstractRobustConnection) -> bool:

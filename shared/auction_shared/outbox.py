@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -34,6 +35,9 @@ STRIKES = 3
 # The advisory lock that makes one relay per outbox (exchange) the active one; the prefix keeps it
 # apart from any other advisory lock taken in the same database.
 LOCK_KEY = "hashtextextended('auction_shared.outbox:' || $1, 0)"
+# Writers notify here (the payload is the exchange) so the active relay, which may run in another
+# replica than the writer, publishes at once instead of at its next poll.
+NOTIFY_CHANNEL = "auction_outbox"
 
 
 class MalformedRow(ValueError):
@@ -41,9 +45,13 @@ class MalformedRow(ValueError):
 
 
 async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) -> None:
-    """Call inside the transaction that writes the row the event tells about."""
+    """Call inside the transaction that writes the row the event tells about.
+
+    The notification reaches the active relay at commit, whichever replica wrote the row."""
     await conn.execute(
-        "INSERT INTO outbox (exchange, routing_key, body, headers) VALUES ($1, $2, $3, $4::jsonb)",
+        "WITH added AS (INSERT INTO outbox (exchange, routing_key, body, headers)"
+        " VALUES ($1, $2, $3, $4::jsonb) RETURNING exchange)"
+        f" SELECT pg_notify('{NOTIFY_CHANNEL}', exchange) FROM added",
         exchange,
         event.routing_key,
         event.encode(),
@@ -96,6 +104,10 @@ class OutboxRelay:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _notified(self, conn: object, pid: int, channel: str, exchange: object) -> None:
+        if exchange == self.exchange:
+            self._wake.set()
 
     async def relay_once(self, conn: asyncpg.Connection) -> int:
         """Publish one batch over `conn` (holding the relay lock); return how many rows it handled."""
@@ -177,6 +189,7 @@ class OutboxRelay:
                 return
             log.info("outbox relay for %s is the active one", self.exchange)
             self.active = True
+            await conn.add_listener(NOTIFY_CHANNEL, self._notified)
             try:
                 while True:
                     while await self.relay_once(conn) == BATCH:
@@ -190,8 +203,10 @@ class OutboxRelay:
                     self._wake.clear()
             finally:
                 self.active = False
-                # Returning the connection to the pool also unlocks (asyncpg resets it with
-                # pg_advisory_unlock_all); a dead connection's lock went with its session.
+                # Returning the connection to the pool also unlocks and unlistens (asyncpg resets it
+                # with pg_advisory_unlock_all and UNLISTEN *); a dead session's lock went with it.
+                with contextlib.suppress(*_WAITS_ON):  # a dead session has nothing left to unlisten
+                    await conn.remove_listener(NOTIFY_CHANNEL, self._notified)
 
     async def run(self) -> None:
         backoff = Backoff(0.2, 5.0)

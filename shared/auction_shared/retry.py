@@ -17,9 +17,17 @@ class Backoff:
         self.ceiling = ceiling
         self.delay = first  # what the next `wait` sleeps
 
-    async def wait(self) -> None:
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.ceiling)
+    async def wait(self, stop: asyncio.Event | None = None) -> bool:
+        """Pause for `delay` and double it; True if `stop` was set meanwhile (the pause ends then)."""
+        delay, self.delay = self.delay, min(self.delay * 2, self.ceiling)
+        if stop is None:
+            await asyncio.sleep(delay)
+            return False
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def reset(self) -> None:
         self.delay = self.first

@@ -7,6 +7,9 @@ with two places; times are the intake stamp of a bid and the database clock of a
 The state machine: `live` (shown `scheduled` before `go_live`) → `sold` (accepted, or closed with a
 winner whose maximum reaches the reserve) or `ended` (closed unsold). An ended or sold offer never
 changes again.
+
+Over the usual module size on purpose: every rule of the auction is here and nowhere else, so the
+whole of it reads in one place and is tested alone (tests/test_rules.py).
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ class Auction:
 
 
 def price_of(terms: Terms, leader: Leader, runner_up_max: Decimal | None, price_before: Decimal) -> Decimal:
-    """The price formula of API.md, never below `price_before`, never above the leader's maximum."""
+    """The price formula of docs/API.md, never below `price_before`, never above the leader's maximum."""
     price = max(terms.starting_price, leader.bid_price)
     if runner_up_max is not None:
         if leader.max_price == runner_up_max:

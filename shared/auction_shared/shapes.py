@@ -21,6 +21,11 @@ OFFER_COLUMNS = (
 BID_COLUMNS = "id, offer_id, user_id, bid_price, max_price, username, placed_at, status, reason, accepted"
 
 
+def qualified(columns: str, alias: str) -> str:
+    """A column list above with each column prefixed by a table alias (`o.id, o.title, …`)."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
 def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 
+# aiohttp listens with a backlog of 128: a burst of connects beyond it (hey -c 1000 at the gateway,
+# the gateway's pool opening connections to a service) waits for the kernel's SYN retry, 1 s and
+# more, which showed up as 503s after the dependency timeout. The kernel caps it at somaxconn.
+LISTEN_BACKLOG = 4096
+
 
 def base_app(settings: Settings, **kwargs: Any) -> web.Application:
     app = web.Application(
@@ -91,4 +96,5 @@ def serve(
         access_log=None,  # an access log line per request costs more than the request on this path
         print=lambda _: log.info("%s listening on http://%s:%d", name, settings.host, port),
         shutdown_timeout=10,
+        backlog=LISTEN_BACKLOG,
     )

@@ -7,7 +7,7 @@ import functools
 import importlib.resources
 import json
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import jsonschema
 import pytest
@@ -21,8 +21,6 @@ from tests.deploy.manifests import environment_of
 MANAGEMENT_PORT = 15672
 INFRASTRUCTURE = {"postgres", "rabbitmq"}
 MIGRATE = "migrate"
-# `--profile observability`: Prometheus, Grafana and Jaeger's UI, on the same loopback default.
-OBSERVABILITY_UIS = {"prometheus": {9090}, "grafana": {3000}, "jaeger": {16686}}
 BROKER_USERS = "broker-users"
 # One-shots that run to completion before the services start.
 ONE_SHOTS = {MIGRATE, BROKER_USERS}
@@ -34,6 +32,8 @@ SERVICE_ACCOUNT = {
     "gateway": "gateway",
     "bid-worker": "bid-worker",
 }
+# `--profile observability`: Prometheus, Grafana and Jaeger's UI, on the same loopback default.
+OBSERVABILITY_UIS = {"prometheus": {9090}, "grafana": {3000}, "jaeger": {16686}}
 
 
 def compose_schema() -> dict:
@@ -277,18 +277,25 @@ def test_each_service_logs_in_to_postgres_as_its_own_role_and_never_as_the_super
     ]
     migrate = urlsplit(environment_of(services[MIGRATE])["DATABASE_URL"])
     assert (migrate.username, migrate.password) == ("auction_migrate", postgres["MIGRATE_DATABASE_PASSWORD"])
-    for name, account in SERVICE_ACCOUNT.items():
-        url = environment_of(services[name]).get("DATABASE_URL")
-        if account not in db_roles.SERVICES:
-            assert url is None, f"{name} has no use for a database URL"
-            continue
-        parts = urlsplit(url)
-        assert parts.username == db_roles.role_name(account), name
+    for account, parts in logins(services, "DATABASE_URL", db_roles.SERVICES):
+        assert parts.username == db_roles.role_name(account), account
         assert parts.username != postgres["POSTGRES_USER"]
         variable = account.upper().replace("-", "_") + "_DATABASE_PASSWORD"
         # The password the migrate step sets on the role is the one the service logs in with.
-        assert parts.password == env[variable] == environment_of(services[MIGRATE])[variable], name
+        assert parts.password == env[variable] == environment_of(services[MIGRATE])[variable], account
         assert parts.path == "/auction"
+
+
+def logins(services: dict, url_variable: str, users: tuple[str, ...]) -> list[tuple[str, SplitResult]]:
+    """(account, its URL) of each service in `users`; every other service must have no such URL."""
+    found = []
+    for name, account in SERVICE_ACCOUNT.items():
+        url = environment_of(services[name]).get(url_variable)
+        if account in users:
+            found.append((account, urlsplit(url)))
+        else:
+            assert url is None, f"{name} has no use for {url_variable}"
+    return found
 
 
 def test_each_service_uses_its_own_broker_user_and_guest_is_gone() -> None:
@@ -301,15 +308,10 @@ def test_each_service_uses_its_own_broker_user_and_guest_is_gone() -> None:
     assert codebase.module_exists("auction_shared.broker_users")
     assert creator["RABBITMQ_ADMIN_USER"] == rabbitmq["RABBITMQ_DEFAULT_USER"]
     assert creator["RABBITMQ_ADMIN_PASSWORD"] == rabbitmq["RABBITMQ_DEFAULT_PASS"]
-    for name, account in SERVICE_ACCOUNT.items():
-        url = environment_of(services[name]).get("AMQP_URL")
-        if account not in broker_users.SERVICES:
-            assert url is None, f"{name} has no use for the broker"
-            continue
-        parts = urlsplit(url)
-        assert parts.username == broker_users.user_name(account, creator["AMQP_PREFIX"]), name
+    for account, parts in logins(services, "AMQP_URL", broker_users.SERVICES):
+        assert parts.username == broker_users.user_name(account, creator["AMQP_PREFIX"]), account
         variable = account.upper().replace("-", "_") + "_AMQP_PASSWORD"
-        assert parts.password == creator[variable] == env[variable], name
+        assert parts.password == creator[variable] == env[variable], account
 
 
 def test_compose_refuses_to_start_without_its_secrets() -> None:

@@ -111,7 +111,7 @@ async def test_a_person_sees_a_new_offer_live_bids_and_the_seller_accepts(
     await expect(page.locator("#detail-price")).to_have_text("42.50", timeout=WAIT_MS)
     await expect(row.locator(".price-cell")).to_have_text("42.50")
     await expect(page.locator("#detail-leader")).to_have_text(f"{bidder['username']} (you)")
-    await expect(page.locator("#bid-outcome")).to_contain_text("leading", timeout=WAIT_MS)
+    await expect(page.locator("#bid-outcome")).to_contain_text("leads", timeout=WAIT_MS)
 
     # The seller, in another browser, opens the offer and accepts the bid; both pages show it sold.
     seller_page = await new_page(browser, problems)

@@ -1,4 +1,4 @@
-"""Private events and event order across two gateway processes (API.md, "Auction rules → Events").
+"""Private events and event order across two gateway processes (docs/API.md, "Auction rules → Events").
 
 The events are published here, straight to the run's events exchange, as any publisher could: late,
 duplicated, copied, misrouted. So these tests prove what the gateways do with whatever order the
@@ -60,11 +60,11 @@ async def marker_reaches(publisher: EventPublisher, watches: list[Watch]) -> Non
 
 def about(frame: Frame) -> dict[str, Any] | None:
     """The offer a frame is about, or None for frames about no offer."""
-    data = frame.get("data")
+    data: Any = frame.get("data")
     if frame["event"] in ("offerSold", "bidUpdated"):
-        return data["offer"]  # type: ignore[no-any-return, index]
+        return dict(data["offer"])
     if frame["event"] in ("offerUpdated", "offerEnded", "offerCreated"):
-        return data  # type: ignore[return-value]
+        return dict(data)
     return None
 
 
@@ -199,3 +199,71 @@ async def test_no_socket_sees_an_offer_go_back_in_version_whatever_order_the_eve
     for w in subscribed:
         assert story(w, oid) == expected, w.frames
     assert story(bidder_b, oid) == [("bidUpdated", 5), ("bidUpdated", 5)]
+
+
+def check_order(w: Watch, offer_id: str) -> list[tuple[str, int]]:
+    """The socket's story of the offer, after checking it never goes back in version and ends once."""
+    seen = story(w, offer_id)
+    versions = [v for _, v in seen]
+    assert versions == sorted(versions), seen
+    ends = [i for i, (name, _) in enumerate(seen) if name in ("offerSold", "offerEnded")]
+    assert len(ends) <= 1, seen
+    if ends:  # after the end only the bidders' own news of that same version (their bid won)
+        assert all(name == "bidUpdated" and v == seen[ends[0]][1] for name, v in seen[ends[0] + 1 :]), seen
+    return seen
+
+
+def own_bids(w: Watch) -> set[tuple[str, str]]:
+    return {(f["data"]["bid"]["id"], f["data"]["bid"]["status"]) for f in w.of("bidUpdated")}
+
+
+async def test_a_real_auction_to_its_end_keeps_every_socket_in_order_and_tells_each_bidder_only_their_own(
+    live_stack: Stack, gateway_b: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    a, b = Api(http, live_stack.gateway_url), Api(http, gateway_b)
+    seller, x, y, watcher = [await a.account(name) for name in ("seller", "x", "y", "watcher")]
+    offer = await a.create_offer(seller, lifetime=8)
+    oid = offer["id"]
+    x_a, x_b = await Watch.open(http, a.base, x.token), await Watch.open(http, b.base, x.token)
+    y_b = await Watch.open(http, b.base, y.token)
+    followers = [await Watch.open(http, a.base, seller.token)]
+    followers += [await Watch.open(http, api.base, watcher.token) for api in (a, b)]
+    for w in followers:
+        assert (await w.request("subscribe", "subscribed", offer_id=oid))["event"] == "subscribed"
+
+    # Straight and proxy bids from both, all at once through both replicas, while the clock runs.
+    async def bid(api: Api, who: Any, price: int, maximum: int | None) -> None:
+        body: dict[str, Any] = {"offer_id": oid, "bid_price": price}
+        if maximum is not None:
+            body["max_price"] = maximum
+        status, answer = await api.call("POST", "/v1/bid", json=body, headers=who.headers)
+        assert status in (202, 409), answer  # 409: the offer ended meanwhile
+
+    await asyncio.gather(
+        *(
+            bid(a if i % 2 else b, x if i % 2 else y, 10 + i, 10 + 2 * i if i % 3 == 0 else None)
+            for i in range(24)
+        )
+    )
+    for w in followers:
+        await w.until(lambda _, w=w: any(n in ("offerSold", "offerEnded") for n, _ in story(w, oid)), 60)
+    status, final = await a.get(seller, f"/v1/offer/{oid}")
+    assert status == 200 and final["status"] == "sold", final
+    winner_sockets = (x_a, x_b) if final["highest_bidder"] == x.username else (y_b,)
+    for w in winner_sockets:
+        await w.until(lambda f: f["event"] == "bidUpdated" and f["data"]["bid"]["status"] == "won", WAIT)
+
+    for w in [*followers, x_a, x_b, y_b]:
+        check_order(w, oid)
+    for w in followers:
+        sold = [f for f in w.frames if f["event"] == "offerSold" and f["data"]["offer"]["id"] == oid]
+        assert len(sold) == 1 and sold[0]["data"]["offer"]["version"] == final["version"]
+        assert w.of("bidUpdated") == []  # the seller and the watcher placed no bid
+    # The relay published every bidder's news before the sale: a marker after it flushes them out.
+    async with EventPublisher(settings) as publisher:
+        await marker_reaches(publisher, [*followers, x_a, x_b, y_b])
+
+    assert own_bids(x_a) == own_bids(x_b) and own_bids(x_a)
+    for w, who in ((x_a, x), (x_b, x), (y_b, y)):
+        assert {f["data"]["bid"]["username"] for f in w.of("bidUpdated")} == {who.username}
+    assert not own_bids(x_a) & own_bids(y_b)

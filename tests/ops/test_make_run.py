@@ -68,9 +68,9 @@ class Supervisor:
         found = []
         for child in psutil.Process(self.proc.pid).children():
             try:
-                if child.status() != psutil.STATUS_ZOMBIE and "bid_worker" in child.cmdline():
+                if child.is_running() and "bid_worker" in child.cmdline():
                     found.append(child)
-            except psutil.Error:  # gone, or killed and not yet reaped by the supervisor
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # killed, not yet reaped
                 continue
         return found
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime, timezone
+from decimal import Decimal
 
 import aio_pika
 import pytest
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
+from auction_shared.events import BidPlaced
 from bid_worker.settings import WorkerSettings
 from bid_worker.worker import BidWorker
 from tests.support.cleanup import delete_broker_names
@@ -80,4 +83,22 @@ async def publish_raw(
         ),
         routing_key="bid.placed",
         mandatory=True,
+    )
+
+
+def raw_bid(
+    offer_id: str,
+    username: str,
+    price: str | int,
+    placed_at: datetime | None = None,
+    user_id: uuid.UUID | None = None,
+) -> BidPlaced:
+    """A bid as intake would queue it (received now unless told), by a bidder of its own."""
+    return BidPlaced(
+        bid_id=uuid.uuid4(),
+        offer_id=uuid.UUID(offer_id),
+        user_id=user_id or uuid.uuid4(),
+        username=username,
+        bid_price=Decimal(price),
+        placed_at=placed_at or datetime.now(timezone.utc),
     )

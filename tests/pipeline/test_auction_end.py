@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from auction_shared.events import BidPlaced, BidUpdated, OfferSold
-from tests.pipeline.conftest import publish_raw
+from auction_shared.events import BidUpdated, OfferSold
+from tests.pipeline.conftest import publish_raw, raw_bid
 from tests.pipeline.test_bid_rules_live import create_offer
 from tests.reliability.tap import EventTap
 from tests.support.pipeline import wait_applied
@@ -36,22 +36,8 @@ async def test_a_bid_received_before_the_end_counts_however_late_and_one_receive
     offer = await create_offer(offers_client, owner, bid_price=1, lifetime=1)
     ends_at = datetime.fromisoformat(offer["ends_at"])
     bidder, latecomer = uuid.uuid4(), uuid.uuid4()
-    in_time = BidPlaced(
-        bid_id=uuid.uuid4(),
-        offer_id=uuid.UUID(offer["id"]),
-        user_id=bidder,
-        username="intime",
-        bid_price=Decimal(5),
-        placed_at=ends_at - timedelta(milliseconds=1),
-    )
-    too_late = BidPlaced(
-        bid_id=uuid.uuid4(),
-        offer_id=uuid.UUID(offer["id"]),
-        user_id=latecomer,
-        username="toolate",
-        bid_price=Decimal(50),
-        placed_at=ends_at,
-    )
+    in_time = raw_bid(offer["id"], "intime", 5, ends_at - timedelta(milliseconds=1), bidder)
+    too_late = raw_bid(offer["id"], "toolate", 50, ends_at, latecomer)
     # Queued as intake would have; no worker runs until the end has passed (the worker "paused").
     await publish_raw(raw_channel, settings, in_time.encode(), offer["id"])
     await publish_raw(raw_channel, settings, too_late.encode(), offer["id"])

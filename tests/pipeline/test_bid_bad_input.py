@@ -1,4 +1,5 @@
-"""Bad input to POST /v1/bid and PUT /v1/bid/{id}: always a 4xx problem, never a 5xx, nothing queued."""
+"""Bad input to POST /v1/bid and PUT /v1/bid/{id}: always a 4xx problem, never a 5xx, and a bad bid
+queues nothing (a tap on `bid.placed` sees only the good bid sent after it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 import pytest
 
 from tests.pipeline.test_bid_rules_live import create_offer
+from tests.support.pipeline import BidTap
 
 OFFER = "{offer}"
 BAD_BIDS = [
@@ -46,33 +48,49 @@ async def target(offers_client, make_user):
     return await create_offer(offers_client, owner, bid_price=1), bidder
 
 
+@pytest.fixture
+async def tap(settings, bids_client):
+    """Every bid queued from now on (the bids app, started first, declared what the tap binds to)."""
+    async with BidTap(settings) as tap:
+        yield tap
+
+
+async def assert_nothing_else_queued(bids_client, tap, offer, bidder) -> None:
+    """A good bid sent after the bad request is queued alone. One bids app publishes on one channel,
+    in order: anything the bad request had queued would reach the tap before the good bid."""
+    ok = await bids_client.post(
+        "/v1/bid", json={"bid_price": 2, "offer_id": offer["id"]}, headers=bidder.headers
+    )
+    assert ok.status == 202
+    await tap.wait_for(1)
+    assert tap.seen == [(await ok.json())["id"]]
+
+
 def fill(body: dict, offer_id: str) -> dict:
     return {k: (offer_id if v == OFFER else v) for k, v in body.items()}
 
 
 @pytest.mark.parametrize("body, status", BAD_BIDS)
-async def test_bad_bid_bodies(bids_client, target, body, status):
+async def test_bad_bid_bodies(bids_client, target, tap, body, status):
     offer, bidder = target
     resp = await bids_client.post("/v1/bid", json=fill(body, offer["id"]), headers=bidder.headers)
     assert resp.status == status
     assert resp.content_type == "application/problem+json"
     assert (await resp.json())["status"] == status
-    ok = await bids_client.post(
-        "/v1/bid", json={"bid_price": 2, "offer_id": offer["id"]}, headers=bidder.headers
-    )
-    assert ok.status == 202
+    await assert_nothing_else_queued(bids_client, tap, offer, bidder)
 
 
 @pytest.mark.parametrize("raw, status", RAW_BODIES)
-async def test_bad_raw_bid_bodies(bids_client, target, raw, status):
-    _, bidder = target
+async def test_bad_raw_bid_bodies(bids_client, target, tap, raw, status):
+    offer, bidder = target
     resp = await bids_client.post(
         "/v1/bid", data=raw, headers={**bidder.headers, "Content-Type": "application/json"}
     )
     assert resp.status == status and resp.content_type == "application/problem+json"
+    await assert_nothing_else_queued(bids_client, tap, offer, bidder)
 
 
-async def test_wrong_content_type_and_oversized_bid_body(bids_client, target):
+async def test_wrong_content_type_and_oversized_bid_body(bids_client, target, tap):
     offer, bidder = target
     resp = await bids_client.post(
         "/v1/bid",
@@ -85,10 +103,11 @@ async def test_wrong_content_type_and_oversized_bid_body(bids_client, target):
         "/v1/bid", data=huge, headers={**bidder.headers, "Content-Type": "application/json"}
     )
     assert resp.status == 413 and resp.content_type == "application/problem+json"
+    await assert_nothing_else_queued(bids_client, tap, offer, bidder)
 
 
 @pytest.mark.parametrize("key", ["", "x" * 201, "é-key", "tab\tkey"])
-async def test_bad_idempotency_keys(bids_client, target, key):
+async def test_bad_idempotency_keys(bids_client, target, tap, key):
     offer, bidder = target
     resp = await bids_client.post(
         "/v1/bid",
@@ -96,6 +115,7 @@ async def test_bad_idempotency_keys(bids_client, target, key):
         headers={**bidder.headers, "Idempotency-Key": key},
     )
     assert resp.status == 400 and resp.content_type == "application/problem+json"
+    await assert_nothing_else_queued(bids_client, tap, offer, bidder)
 
 
 @pytest.mark.parametrize(

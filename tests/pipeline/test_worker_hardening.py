@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
 from decimal import Decimal
 
 import asyncpg
 
 from auction_shared.broker import Topology
-from auction_shared.events import BidPlaced
-from tests.pipeline.conftest import publish_raw
+from tests.pipeline.conftest import publish_raw, raw_bid
 from tests.pipeline.test_bid_rules_live import create_offer
 from tests.support.pipeline import wait_applied
-
-
-def bid(offer_id: str, username: str, price: str) -> BidPlaced:
-    return BidPlaced(
-        bid_id=uuid.uuid4(),
-        offer_id=uuid.UUID(offer_id),
-        user_id=uuid.uuid4(),
-        username=username,
-        bid_price=Decimal(price),
-        placed_at=datetime.now(timezone.utc),
-    )
 
 
 async def dead_letters(raw_channel, settings, wanted: set[str]) -> dict[str, str]:
@@ -55,9 +42,9 @@ async def test_a_bid_the_database_refuses_on_every_try_is_dead_lettered_and_its_
         # A value this database refuses on every try (a check violation), as an overflow would be.
         await conn.execute("ALTER TABLE bids ADD CONSTRAINT refuse_poison CHECK (username <> 'poison')")
         before, poison, after = (
-            bid(offer["id"], "before", "2"),
-            bid(offer["id"], "poison", "3"),
-            bid(offer["id"], "after", "4"),
+            raw_bid(offer["id"], "before", "2"),
+            raw_bid(offer["id"], "poison", "3"),
+            raw_bid(offer["id"], "after", "4"),
         )
         # Queued before the worker starts: the three arrive in one batch.
         for b in (before, poison, after):
@@ -81,12 +68,12 @@ async def test_a_bid_for_an_unknown_offer_is_dead_lettered_not_dropped(
 ):
     owner = await make_user("own")
     offer = await create_offer(offers_client, owner, bid_price=1)
-    stray = bid(str(uuid.uuid4()), "stray", "5")
+    stray = raw_bid(str(uuid.uuid4()), "stray", "5")
     await publish_raw(raw_channel, settings, stray.encode(), str(stray.offer_id), str(stray.bid_id))
     # A message whose offer_id header names another offer than its body: it sits in the wrong shard.
-    misrouted = bid(offer["id"], "misrouted", "5")
+    misrouted = raw_bid(offer["id"], "misrouted", "5")
     await publish_raw(raw_channel, settings, misrouted.encode(), str(uuid.uuid4()), str(misrouted.bid_id))
-    follower = bid(offer["id"], "follower", "6")
+    follower = raw_bid(offer["id"], "follower", "6")
     await publish_raw(raw_channel, settings, follower.encode(), offer["id"], str(follower.bid_id))
     await wait_applied(settings.database_url, [str(follower.bid_id)])
     reasons = await dead_letters(raw_channel, settings, {str(stray.bid_id), str(misrouted.bid_id)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +14,16 @@ import asyncpg
 from bid_worker import sharing
 from tests.support.api import Api, place_concurrently
 from tests.support.model import run_model
-from tests.support.pipeline import BidTap, bid_rows, offer_states, price, shards_of, wait_applied
+from tests.support.pipeline import (
+    BidTap,
+    applied_count,
+    bid_rows,
+    names_owning,
+    offer_states,
+    price,
+    shards_of,
+    wait_applied,
+)
 from tests.support.waiting import wait_until
 
 OFFER_COUNT = 5
@@ -107,25 +115,6 @@ async def test_two_workers_never_apply_one_offer_at_once_and_keep_queue_order(st
         assert applied_in_time_order == [b.id for b in tap.order[offer_id]]
 
 
-def pick_names(shard_of_offer: dict[str, int], shards: int) -> tuple[str, str]:
-    """A victim and a survivor such that, by the sharing function, each owns shards with our offers."""
-    used = set(shard_of_offer.values())
-    for n in range(1000):
-        victim, survivor = f"worker-x{n}", f"worker-y{n}"
-        owners = {s: sharing.owner(s, [victim, survivor]) for s in range(shards)}
-        if {owners[s] for s in used} == {victim, survivor}:
-            return victim, survivor
-    raise AssertionError("no pair of names splits these offers' shards")
-
-
-async def applied_count(conn: asyncpg.Connection, worker: str, offers: list[str]) -> int:
-    return await conn.fetchval(
-        "SELECT count(*) FROM bids WHERE processed_by = $1 AND offer_id = ANY($2::uuid[])",
-        worker,
-        [uuid.UUID(o) for o in offers],
-    )
-
-
 async def test_kill_9_of_a_worker_under_load_loses_and_doubles_nothing(stack, settings):
     rng = random.Random(9)
     async with aiohttp.ClientSession() as session, BidTap(settings) as tap:
@@ -133,7 +122,7 @@ async def test_kill_9_of_a_worker_under_load_loses_and_doubles_nothing(stack, se
         seller, *bidders = await api.accounts(9, "kill")
         offers = [await api.create_offer(seller, bid_price=1) for _ in range(OFFER_COUNT)]
         shard_of_offer = await shards_of(settings, [o["id"] for o in offers])
-        victim, survivor = pick_names(shard_of_offer, settings.bid_shards)
+        victim, survivor = names_owning(shard_of_offer, settings.bid_shards, "worker-x", "worker-y")
         victims_offers = [
             o for o, s in shard_of_offer.items() if sharing.owner(s, [victim, survivor]) == victim
         ]
@@ -158,12 +147,7 @@ async def test_kill_9_of_a_worker_under_load_loses_and_doubles_nothing(stack, se
             applied_before_kill = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM bids")
             accepted = await stream
             rows = await check_against_model(settings, tap, offers, accepted)
-            taken_over = await conn.fetchval(
-                "SELECT count(*) FROM bids WHERE processed_by = $1 AND offer_id = ANY($2::uuid[]) AND seq > $3",
-                survivor,
-                [uuid.UUID(o) for o in victims_offers],
-                applied_before_kill,
-            )
+            taken_over = await applied_count(conn, survivor, victims_offers, after_seq=applied_before_kill)
         finally:
             await conn.close()
 

@@ -61,8 +61,8 @@ class BidStream:
         assert self._task is not None
 
         def ready() -> bool:
-            if self._task.done():  # type: ignore[union-attr]
-                self._task.result()  # type: ignore[union-attr]
+            if self._task.done():  # type: ignore[union-attr]  # asserted not None above; mypy cannot see it in the closure
+                self._task.result()  # type: ignore[union-attr]  # asserted not None above; mypy cannot see it in the closure
                 raise AssertionError("the bid stream ended early")
             return condition(self)
 

@@ -9,15 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
-import aio_pika
 import asyncpg
 
-from auction_shared.broker import Topology
 from auction_shared.broker_users import ManagementApi, apply_users, management_session
 from auction_shared.config import Settings
 from auction_shared.db_roles import apply_roles
 from auction_shared.urls import with_login
-from tests.support.cleanup import delete_topology
+from tests.support.cleanup import delete_broker_names
 
 MANAGEMENT_URL = "http://127.0.0.1:15672"
 
@@ -69,8 +67,4 @@ async def service_accounts(settings: Settings) -> AsyncIterator[Accounts]:
                 await conn.execute(f'DROP OWNED BY "{role}"')
                 await conn.execute(f'DROP ROLE "{role}"')
             await conn.close()
-            connection = await aio_pika.connect(settings.amqp_url)
-            try:
-                await delete_topology(await connection.channel(), Topology.from_settings(own))
-            finally:
-                await connection.close()
+            await delete_broker_names(own)

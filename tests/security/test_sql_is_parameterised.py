@@ -21,6 +21,10 @@ ALLOWED = {
         "sort",
     ): "sort.column comes from rules.SORT_COLUMNS, a fixed whitelist",
     ("services/offers/offers/store.py", "direction"): "either the literal ASC or DESC",
+    (
+        "services/bid-worker/bid_worker/store.py",
+        "_qualified",
+    ): "prefixes the BID_COLUMNS constant with a literal table alias",
     ("shared/auction_shared/migrate.py", "ident"): "the configured database name, quoted as an identifier",
     # db_roles.py: DDL takes no parameters. Role, table, column and database names are quoted as
     # identifiers (_ident, or quote_ident in the catalog query); privileges are constants of

@@ -165,7 +165,7 @@ async def test_a_deleted_users_token_is_refused_once_the_ttl_has_passed(
     async def whoami(request: web.Request) -> web.Response:
         return json_response({"user": str(identity(request).user_id)})
 
-    async def pool_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def pool_ctx(app: web.Application):  # type: ignore[no-untyped-def]  # a cleanup context
         app[DB_POOL] = await create_pool(settings, min_size=1, max_size=2)
         yield
         await app[DB_POOL].close()
@@ -179,7 +179,7 @@ async def test_a_deleted_users_token_is_refused_once_the_ttl_has_passed(
     await app[DB_POOL].execute("DELETE FROM users WHERE id = $1", uuid.UUID(user.user_id))
     # Within the TTL the process still trusts its answer: no query on the hot path.
     clock.now += KNOWN_USER_TTL_SECONDS - 1
-    assert await users.exists(NoDatabase(), uuid.UUID(user.user_id))  # type: ignore[arg-type]
+    assert await users.exists(NoDatabase(), uuid.UUID(user.user_id))  # type: ignore[arg-type]  # fails if queried
     assert (await client.get("/whoami", headers=user.headers)).status == 200
     clock.now += 2
     resp = await client.get("/whoami", headers=user.headers)
@@ -194,7 +194,7 @@ async def test_requests_without_a_token_or_with_a_bad_one_are_left_to_the_handle
     app = web.Application(
         middlewares=[problem_middleware, known_user_middleware(settings.jwt_secret, KnownUsers())]
     )
-    app[DB_POOL] = NoDatabase()  # type: ignore[assignment]
+    app[DB_POOL] = NoDatabase()  # type: ignore[assignment]  # fails if queried
 
     async def public(request: web.Request) -> web.Response:
         return json_response({"ok": True})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -99,3 +99,13 @@ async def new_offer(world: World, owner: Account, **body: Any) -> dict[str, Any]
     assert resp.status == 201, await resp.text()
     offer: dict[str, Any] = await resp.json()
     return offer
+
+
+async def place_bid(
+    world: World, who: Account, offer_id: str, price: Any, key: str | None = None, **extra: Any
+) -> tuple[int, Any, Mapping[str, str]]:
+    """(status, body, headers) of a POST /v1/bid to the bids service, with an Idempotency-Key if given."""
+    headers = {**who.headers, **({"Idempotency-Key": key} if key else {})}
+    body = {"offer_id": offer_id, "bid_price": price, **extra}
+    resp = await world.bids.post("/v1/bid", json=body, headers=headers)
+    return resp.status, await resp.json(), resp.headers

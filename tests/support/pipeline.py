@@ -14,6 +14,7 @@ import asyncpg
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
 from auction_shared.events import BidPlaced, decode
+from bid_worker import sharing
 from tests.support.model import ModelBid
 from tests.support.waiting import wait_until
 
@@ -26,6 +27,7 @@ class BidTap:
         self.settings = settings
         self.order: dict[str, list[ModelBid]] = defaultdict(list)
         self.seen: list[str] = []
+        self.bids: list[BidPlaced] = []
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._queue_name = f"{settings.amqp_prefix}.tap.{uuid.uuid4().hex[:8]}"
 
@@ -49,12 +51,19 @@ class BidTap:
         except ValueError:
             return  # poison messages published by a test are not bids
         self.seen.append(str(bid.bid_id))
+        self.bids.append(bid)
         self.order[str(bid.offer_id)].append(
             ModelBid(str(bid.bid_id), bid.bid_price, bid.username, bid.max_price)
         )
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> None:
         await wait_until(lambda: len(self.seen) >= count, timeout, f"the tap to see {count} bids")
+
+    async def bids_until(self, bid_id: str, timeout: float = 30.0) -> list[BidPlaced]:
+        """Every bid seen up to `bid_id` (a later bid from the same publishing channel arrives after
+        all earlier ones, so this is everything queued before it)."""
+        await wait_until(lambda: bid_id in self.seen, timeout, f"the tap to see bid {bid_id}")
+        return self.bids[: self.seen.index(bid_id) + 1]
 
     async def __aexit__(self, *exc: Any) -> None:
         if self._connection is not None:
@@ -141,3 +150,24 @@ async def shards_of(settings: Settings, offer_ids: Iterable[str]) -> dict[str, i
     finally:
         await connection.close()
     return found
+
+
+def names_owning(shard_of_offer: dict[str, int], shards: int, first: str, second: str) -> tuple[str, str]:
+    """Two worker names (`first`N, `second`N) such that, by the sharing function, each owns a shard
+    holding some of these offers: a test that kills one of them then kills a worker with work."""
+    used = set(shard_of_offer.values())
+    for n in range(1000):
+        names = (f"{first}{n}", f"{second}{n}")
+        if {sharing.owner(s, list(names)) for s in used} == set(names):
+            return names
+    raise AssertionError("no pair of names splits these offers' shards")
+
+
+async def applied_count(conn: asyncpg.Connection, worker: str, offers: list[str], after_seq: int = 0) -> int:
+    """Bids of `offers` that `worker` applied (after the bid numbered `after_seq`, if given)."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM bids WHERE processed_by = $1 AND offer_id = ANY($2::uuid[]) AND seq > $3",
+        worker,
+        [uuid.UUID(o) for o in offers],
+        after_seq,
+    )

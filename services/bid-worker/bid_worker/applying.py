@@ -20,17 +20,13 @@ import asyncpg
 
 from auction_shared import rules
 from auction_shared.events import BidPlaced, CloseOffer
-from auction_shared.outages import DATABASE_REFUSED
+from auction_shared.outages import DATABASE_REFUSED, DATABASE_REFUSES_THE_VALUES
 from auction_shared.outbox import OutboxRelay
 from auction_shared.retry import Backoff, retry
 
 from . import announcing, observed, store
 
 log = logging.getLogger("bid_worker")
-
-# SQLSTATE classes the database repeats on every try of the same statement: 22 data exception
-# (numeric overflow, bad value), 23 integrity constraint (check, foreign key, not null).
-PERMANENT = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 ShardMessage = BidPlaced | CloseOffer
 
@@ -109,7 +105,7 @@ class Applier:
         async def attempt() -> Applied:
             try:
                 return await self._apply(work)
-            except PERMANENT as exc:
+            except DATABASE_REFUSES_THE_VALUES as exc:
                 raise Refused(exc) from exc  # not retried
 
         def waiting(exc: BaseException, delay: float) -> None:

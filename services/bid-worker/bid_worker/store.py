@@ -11,11 +11,12 @@ import asyncpg
 
 from auction_shared.events import BidPlaced
 from auction_shared.rules import WON, Auction, EndReason, Leader, Rejection, Status, Terms
-from auction_shared.shapes import BID_COLUMNS, OFFER_COLUMNS
+from auction_shared.shapes import BID_COLUMNS, OFFER_COLUMNS, qualified
 
-
-def _qualified(columns: str, table: str) -> str:
-    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
+# The column lists of the RETURNING clauses, under the aliases their statements use.
+_BIDS_AS_T = qualified(BID_COLUMNS, "t")
+_BIDS_AS_B = qualified(BID_COLUMNS, "b")
+_OFFERS_AS_O = qualified(OFFER_COLUMNS, "o")
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ async def record_bids(
         " accepted = EXCLUDED.accepted, max_price = EXCLUDED.max_price,"
         " processed_by = EXCLUDED.processed_by, processed_at = EXCLUDED.processed_at, seq = DEFAULT"
         " WHERE t.status = 'pending'"
-        f" RETURNING {_qualified(BID_COLUMNS, 't')}",
+        f" RETURNING {_BIDS_AS_T}",
         [b.bid_id for b, _, _ in judged],
         [b.offer_id for b, _, _ in judged],
         [b.user_id for b, _, _ in judged],
@@ -147,7 +148,7 @@ async def set_statuses(conn: asyncpg.Connection, statuses: Mapping[uuid.UUID, st
         "UPDATE bids b SET status = v.status, accepted = (v.status = $3)"
         " FROM unnest($1::uuid[], $2::text[]) AS v(id, status)"
         " WHERE b.id = v.id AND b.status IN ('leading', 'outbid')"
-        f" RETURNING {_qualified(BID_COLUMNS, 'b')}",
+        f" RETURNING {_BIDS_AS_B}",
         list(statuses),
         list(statuses.values()),
         WON,
@@ -176,7 +177,7 @@ async def update_offers(conn: asyncpg.Connection, auctions: Sequence[Auction]) -
         " $7::numeric[], $8::int[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[])"
         " AS v(id, bid_price, highest_bid_id, highest_bidder, leader_id, leader_max_price,"
         " runner_up_max_price, bid_count, ends_at, status, end_reason, version)"
-        f" WHERE o.id = v.id AND o.status = 'live' RETURNING {_qualified(OFFER_COLUMNS, 'o')}",
+        f" WHERE o.id = v.id AND o.status = 'live' RETURNING {_OFFERS_AS_O}",
         [a.id for a in auctions],
         [a.price for a in auctions],
         [lead.bid_id if lead else None for lead in leaders],

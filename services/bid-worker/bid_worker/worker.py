@@ -1,4 +1,9 @@
-"""BidWorker: the bid-worker's parts put together, and the ordered batch loop of each shard."""
+"""BidWorker: the bid-worker's parts put together, and the ordered batch loop of each shard.
+
+A little over the usual module size: starting and stopping every part in the right order, the
+health the probe asks for and the supervised shard loops are this class's one job; the parts
+themselves live in shards.py, applying.py, announcing.py, dead_letters.py, closer.py and roster.py.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from auction_shared.db import create_pool
 from auction_shared.events import BidPlaced, CloseOffer, MalformedEvent, decode
 from auction_shared.outages import broker_is_up, database_is_up
 from auction_shared.outbox import OutboxRelay
+from auction_shared.retry import Backoff
 
 from . import observed
 from .applying import Applier, ShardMessage
@@ -182,6 +188,7 @@ class BidWorker:
     async def _supervise(self, shard: Shard) -> None:
         """Run the shard's loop; if it dies, give its messages back in order and run it again."""
         failures = 0
+        backoff = Backoff(0.5, 2.0)
         while True:
             try:
                 await self._run_shard(shard)
@@ -195,7 +202,7 @@ class BidWorker:
                     log.critical("shard %d loop keeps failing: the worker gives up", shard.index)
                     self.failed.set()
                     return
-                await asyncio.sleep(0.5 * failures)
+                await backoff.wait()
                 try:
                     assert self._connection is not None
                     await shard.release(self._connection, self.worker.prefetch)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,6 +10,7 @@ from aiohttp import web
 from auction_shared.broker import broker, declare_bid_pipeline
 from auction_shared.config import Settings
 from auction_shared.db import DB_POOL, database
+from auction_shared.housekeeping import periodically
 from auction_shared.web import base_app
 
 from . import store
@@ -30,22 +29,10 @@ log = logging.getLogger(__name__)
 FORGET_KEYS_EVERY_SECONDS = 600.0
 
 
-async def _forget_expired_keys(app: web.Application) -> AsyncIterator[None]:
-    async def loop() -> None:
-        while True:
-            try:
-                gone = await store.forget_expired_requests(app[DB_POOL])
-                if gone:
-                    log.info("forgot %d expired Idempotency-Keys", gone)
-            except Exception:  # the database may be away; the next round tries again
-                log.warning("could not forget expired Idempotency-Keys", exc_info=True)
-            await asyncio.sleep(FORGET_KEYS_EVERY_SECONDS)
-
-    task = asyncio.create_task(loop(), name="forget-expired-keys")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _forget_expired_keys(app: web.Application) -> None:
+    gone = await store.forget_expired_requests(app[DB_POOL])
+    if gone:
+        log.info("forgot %d expired Idempotency-Keys", gone)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -55,6 +42,8 @@ def create_app(settings: Settings) -> web.Application:
     # The bids service declares the pipeline too, so a bid is never published before its queues exist.
     app.cleanup_ctx.append(broker(settings, declare=declare_bid_pipeline))
     app.cleanup_ctx.append(_offer_cache)
-    app.cleanup_ctx.append(_forget_expired_keys)
+    app.cleanup_ctx.append(
+        periodically(_forget_expired_keys, FORGET_KEYS_EVERY_SECONDS, "forget expired Idempotency-Keys")
+    )
     setup_routes(app)
     return app

@@ -9,11 +9,11 @@ import asyncpg
 
 from auction_shared.events import BidPlaced
 from auction_shared.jsonio import dumps, loads
-from auction_shared.shapes import BID_COLUMNS
+from auction_shared.shapes import BID_COLUMNS, qualified
 
 # How long an Idempotency-Key names its bid; afterwards the key is free again (and its row deleted).
 KEY_RETENTION_SECONDS = 24 * 3600
-_B_COLUMNS = ", ".join("b." + c.strip() for c in BID_COLUMNS.split(","))
+_B_COLUMNS = qualified(BID_COLUMNS, "b")
 
 
 async def find_request(pool: asyncpg.Pool, user_id: uuid.UUID, key: str) -> dict[str, Any] | None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import asyncpg
 import pytest
 
 from tests.support.inprocess import account, new_offer
+from tests.support.pipeline import BidTap
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,12 +62,17 @@ async def test_the_plural_alias_takes_bids_too(world):
     assert resp.status == 202 and (await resp.json())["status"] == "pending"
 
 
-async def test_a_low_price_is_queued_not_judged_at_intake(world):
-    # API.md: the price is judged by the worker, in order, not here.
+async def test_a_low_price_is_queued_not_judged_at_intake(world, settings):
+    # docs/API.md: the price is judged by the worker, in order, not here.
     owner, bidder = await account(world.auth, "owner"), await account(world.auth, "bidder")
     offer = await new_offer(world, owner, bid_price=500)
-    resp = await place(world, bidder, offer["id"], 1)
-    assert resp.status == 202
+    async with BidTap(settings) as tap:
+        resp = await place(world, bidder, offer["id"], 1)
+        assert resp.status == 202
+        bid_id = (await resp.json())["id"]
+        await wait_until(lambda: bid_id in tap.seen, 30, "the low bid on the broker")
+    queued = [b for b in tap.order[offer["id"]] if b.id == bid_id]
+    assert [(b.price, b.username) for b in queued] == [(Decimal("1"), bidder.username)]
 
 
 async def test_a_sold_offer_takes_no_bid(world, settings):

@@ -20,7 +20,7 @@ class CountingPool:
         self.pool = pool
         self.queries = 0
 
-    async def fetchrow(self, *args):  # type: ignore[no-untyped-def]
+    async def fetchrow(self, *args):  # type: ignore[no-untyped-def]  # passes any query through
         self.queries += 1
         return await self.pool.fetchrow(*args)
 
@@ -46,7 +46,7 @@ async def test_concurrent_misses_for_one_offer_share_one_query(pool):
     offer_id, owner = uuid.uuid4(), uuid.uuid4()
     await insert_offer(pool, offer_id, owner)
     counting = CountingPool(pool)
-    cache = OfferCache(counting)  # type: ignore[arg-type]
+    cache = OfferCache(counting)  # type: ignore[arg-type]  # a counting stand-in for the pool
     facts = await asyncio.gather(*(cache.get(offer_id) for _ in range(50)))
     assert {f.created_by_id for f in facts} == {owner}
     assert counting.queries == 1
@@ -57,7 +57,7 @@ async def test_an_expired_entry_is_loaded_again_once(pool):
     await insert_offer(pool, offer_id, uuid.uuid4())
     now = [1000.0]
     counting = CountingPool(pool)
-    cache = OfferCache(counting, clock=lambda: now[0])  # type: ignore[arg-type]
+    cache = OfferCache(counting, clock=lambda: now[0])  # type: ignore[arg-type]  # a counting stand-in for the pool
     await cache.get(offer_id)
     await asyncio.gather(*(cache.get(offer_id) for _ in range(20)))
     assert counting.queries == 1

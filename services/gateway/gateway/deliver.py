@@ -1,4 +1,4 @@
-"""Which sockets an event from the broker goes to, as which frame (API.md, "Auction rules → Events").
+"""Which sockets an event from the broker goes to, as which frame (docs/API.md, "Auction rules → Events").
 
 - `offerCreated`: every authenticated socket;
 - `offerUpdated`, and the public `offerSold` / `offerEnded`: the sockets subscribed to the offer;

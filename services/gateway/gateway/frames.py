@@ -6,7 +6,7 @@ from typing import Any
 
 from auction_shared.jsonio import dumps
 
-# Server -> client event names (API.md, WebSocket).
+# Server -> client event names (docs/API.md, Live updates).
 AUTHENTICATED = "authenticated"
 OFFER_PAGE = "offers"  # the answer to get_offers: one page of offers
 OFFER_CREATED = "offerCreated"

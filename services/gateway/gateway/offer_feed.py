@@ -9,14 +9,13 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiohttp import WSCloseCode, web
 
 from auction_shared.broker import Topology, connect, declare_events_exchange
 from auction_shared.config import Settings
 from auction_shared.events import MalformedEvent, decode
-from auction_shared.outages import BROKER_UNREACHABLE, broker_is_up
+from auction_shared.outages import BROKER_CHANNEL_LOST, BROKER_UNREACHABLE, broker_is_up
 from auction_shared.retry import Backoff, retry
 
 from .deliver import deliver
@@ -168,7 +167,7 @@ class OfferFeed:
         self._unacked = 0
         try:
             await message.ack(multiple=True)
-        except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
+        except BROKER_CHANNEL_LOST as exc:
             # The channel it came on is gone: the broker hands these events out again after the
             # reconnect, and the recent event ids drop the copies.
             log.info("live updates: ack skipped after a reconnect: %r", exc)

@@ -7,7 +7,6 @@ the service see another route than the one the gateway matched.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
@@ -18,11 +17,12 @@ from auction_shared.client_address import client_address
 from auction_shared.config import Settings
 from auction_shared.observability import request_id
 from auction_shared.observability.tracing import inject_trace
+from auction_shared.outages import UPSTREAM_DOWN
 from auction_shared.problems import DependencyDown, Problem
 from auction_shared.validation import parse_uuid
 from auction_shared.web import SETTINGS, identity
 
-from .upstream import Upstream, UpstreamError, UpstreamResponse
+from .upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def _send(
     client: Upstream = app[UPSTREAMS][upstream]
     try:
         return await client.request(method, path_qs, headers, body)
-    except (UpstreamError, asyncio.TimeoutError) as exc:
+    except UPSTREAM_DOWN as exc:
         log.warning("%s service unreachable for %s %s: %r", upstream, method, path_qs.partition("?")[0], exc)
         raise DependencyDown(f"the {upstream} service") from None
 
@@ -135,6 +135,6 @@ async def upstream_healthy(app: web.Application, upstream: ServiceName) -> bool:
     client: Upstream = app[UPSTREAMS][upstream]
     try:
         resp = await client.request("GET", "/health", {})
-    except (UpstreamError, asyncio.TimeoutError):
+    except UPSTREAM_DOWN:
         return False
     return resp.status == 200

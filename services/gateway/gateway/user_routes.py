@@ -19,10 +19,11 @@ import logging
 import uuid
 from collections.abc import Callable
 
-import aiormq
 from aio_pika.abc import AbstractExchange, AbstractQueue
 
 from auction_shared.events import private_key
+from auction_shared.outages import BROKER_CHANNEL_LOST
+from auction_shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class UserRoutes:
         return user_id in self._bound
 
     async def _converge(self, user_id: uuid.UUID) -> None:
+        backoff = Backoff(RETRY_SECONDS, RETRY_SECONDS)
         try:
             while True:
                 want = self._sockets_of(user_id) > 0
@@ -85,7 +87,7 @@ class UserRoutes:
                     return
                 if await self._call(user_id, bind=want):
                     continue
-                await asyncio.sleep(RETRY_SECONDS)
+                await backoff.wait()
         finally:
             self._settling.pop(user_id, None)
 
@@ -100,7 +102,7 @@ class UserRoutes:
             else:
                 await asyncio.wait_for(self._queue.unbind(self._exchange, key), self._timeout)
                 self._bound.discard(user_id)
-        except (asyncio.TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except BROKER_CHANNEL_LOST as exc:
             # On a dropped connection the robust channel waits for its restore, hence the timeout.
             log.warning("live updates: could not %s %s: %r", "bind" if bind else "unbind", key, exc)
             return False

@@ -26,7 +26,7 @@ OWNERS = [
     ("offers", "(GET|POST)", r"/v1/offers?"),
     ("offers", "GET", rf"/v1/offers?/{UUID}"),
     ("bids", "GET", rf"/v1/offers?/{UUID}/bids"),
-    ("bids", "POST", r"/v1/bids?"),
+    ("bids", "(GET|POST)", r"/v1/bids?"),
     ("bids", "GET", rf"/v1/bids?/{UUID}"),
     ("offers", "PUT", rf"/v1/bids?/{UUID}"),
 ]

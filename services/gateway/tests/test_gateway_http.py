@@ -68,11 +68,12 @@ async def test_a_request_for_a_down_upstream_is_a_503_problem_and_others_still_w
 
 
 @asynccontextmanager
-async def silent_upstream() -> AsyncIterator[str]:
-    """A server that accepts connections and reads requests but never answers."""
+async def silent_upstream(received: list[bytes]) -> AsyncIterator[str]:
+    """A server that accepts connections and reads requests (into `received`) but never answers."""
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            received.append(await reader.readline())
             await reader.read()  # until the gateway gives up and closes
         finally:
             writer.close()
@@ -86,12 +87,20 @@ async def silent_upstream() -> AsyncIterator[str]:
 
 
 async def test_an_upstream_that_never_answers_is_a_503_after_the_dependency_timeout(settings):
-    async with silent_upstream() as url:
+    received: list[bytes] = []
+    async with silent_upstream(received) as url:
         async with running_world(settings, bids_url=url, dependency_timeout=0.5) as w:
             user = await account(w.gateway)
-            resp = await w.gateway.get(f"/v1/bid/{uuid.uuid4()}", headers=user.headers)
+            bid_id = uuid.uuid4()
+            asked_at = time.monotonic()
+            resp = await w.gateway.get(f"/v1/bid/{bid_id}", headers=user.headers)
+            waited = time.monotonic() - asked_at
             assert resp.status == 503 and resp.content_type == PROBLEM
             assert "bids" in (await resp.json())["detail"]
+    # The gateway did send the request on and waited out the timeout for an answer: a 503 at once
+    # (say, a refused connection) would not have reached the upstream or would come sooner.
+    assert received and received[0].startswith(f"GET /v1/bid/{bid_id} ".encode())
+    assert waited >= 0.5
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""The WebSocket's caps (API.md, WebSocket): authenticate in time, sockets per user and in total, and
-a user that no longer exists. Each refusal is an `error` frame, then the close code API.md names.
+"""The WebSocket's caps (docs/API.md, Live updates): authenticate in time, sockets per user and in total, and
+a user that no longer exists. Each refusal is an `error` frame, then the close code docs/API.md names.
 (The byte bound of a socket's queue is in tests/live/test_live_updates.py, with a real silent reader.)
 """
 

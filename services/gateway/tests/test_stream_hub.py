@@ -33,7 +33,7 @@ def test_broadcast_reaches_every_member_and_the_same_bytes_object_is_queued_to_e
     hub = Hub()
     members = [StandIn() for _ in range(3)]
     for m in members:
-        hub.join(m)  # type: ignore[arg-type]
+        hub.join(m)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     frame = b'{"event":"offerCreated"}'
     assert hub.broadcast(frame) == 3
     assert all(m.got == [frame] and m.got[0] is frame for m in members)
@@ -43,8 +43,8 @@ def test_a_member_that_refuses_a_frame_leaves_and_gets_nothing_more_while_the_ot
     hub = Hub()
     fast, slow = StandIn(), StandIn(accepts=False)
     for m in (fast, slow):
-        hub.join(m)  # type: ignore[arg-type]
-        hub.follow(m, "o1")  # type: ignore[arg-type]
+        hub.join(m)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
+        hub.follow(m, "o1")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert hub.broadcast(b"1") == 1
     assert len(hub) == 1 and slow.following == set()
     slow.accepts = True
@@ -56,25 +56,28 @@ def test_a_member_that_refuses_a_frame_leaves_and_gets_nothing_more_while_the_ot
 def test_followers_get_their_offers_events_only_and_unfollow_and_leave_clean_up() -> None:
     hub = Hub()
     a, b = StandIn(), StandIn()
-    hub.follow(a, "x")  # type: ignore[arg-type]
-    hub.follow(b, "y")  # type: ignore[arg-type]
+    hub.follow(a, "x")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
+    hub.follow(b, "y")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert hub.to_followers("x", b"x1") == 1 and a.got == [b"x1"] and b.got == []
     assert hub.to_followers("nobody", b"z") == 0
-    assert hub.unfollow(a, "x") and not hub.unfollow(a, "x")  # type: ignore[arg-type]
+    assert hub.unfollow(a, "x") and not hub.unfollow(a, "x")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert not hub.is_followed("x")
-    hub.leave(b)  # type: ignore[arg-type]
+    hub.leave(b)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert not hub.is_followed("y") and b.following == set()
 
 
 def test_a_watcher_may_follow_a_bounded_number_of_offers() -> None:
     hub = Hub()
     w = StandIn()
-    assert all(hub.follow(w, str(i)) for i in range(MAX_FOLLOWED))  # type: ignore[arg-type]
-    assert not hub.follow(w, "one more")  # type: ignore[arg-type]
-    assert hub.follow(w, "0")  # type: ignore[arg-type]  # following one again is no new entry
+    assert all(hub.follow(w, str(i)) for i in range(MAX_FOLLOWED))  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
+    assert not hub.follow(w, "one more")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
+    assert hub.follow(w, "0")  # type: ignore[arg-type]  # a stand-in watcher; following one again is no new entry
 
 
-@settings(deadline=None)  # pure logic, but a loaded shared machine must not fail it on time
+# No deadline: the property is about which ids are dropped, not about time, and on two cores shared
+# by the whole suite a 200-id example can take longer than Hypothesis' default 200 ms without any
+# fault of the code. 200 examples cover windows of 1 to 10 over lists with many repeats.
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=30), max_size=200), st.integers(min_value=1, max_value=10))
 def test_recent_ids_drop_a_copy_seen_within_the_window_and_forget_older_ones(
     ids: list[int], size: int
@@ -96,12 +99,12 @@ def test_private_frames_reach_every_socket_of_their_user_and_nobody_else() -> No
     alice, bob = uuid.uuid4(), uuid.uuid4()
     a1, a2, b1 = StandIn(user_id=alice), StandIn(user_id=alice), StandIn(user_id=bob)
     for w in (a1, a2, b1):
-        hub.join(w)  # type: ignore[arg-type]
+        hub.join(w)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert changes == [alice, bob]  # the first socket of each user, not the second
     assert hub.to_user(alice, b"mine") == 2 and a1.got == a2.got == [b"mine"] and b1.got == []
-    hub.leave(a1)  # type: ignore[arg-type]
+    hub.leave(a1)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert changes == [alice, bob] and hub.sockets_of(alice) == 1
-    hub.leave(a2)  # type: ignore[arg-type]
+    hub.leave(a2)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert changes == [alice, bob, alice] and hub.sockets_of(alice) == 0
     assert hub.to_user(alice, b"gone") == 0
 
@@ -110,8 +113,8 @@ def test_a_socket_never_gets_an_older_version_after_a_newer_one_nor_the_same_eve
     hub = Hub()
     seller = uuid.uuid4()
     w = StandIn(user_id=seller)
-    hub.join(w)  # type: ignore[arg-type]
-    hub.follow(w, "o")  # type: ignore[arg-type]
+    hub.join(w)  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
+    hub.follow(w, "o")  # type: ignore[arg-type]  # a stand-in watcher: the hub only calls send
     assert hub.to_followers("o", b"v2", About("o", 2, "offerUpdated")) == 1
     assert hub.to_followers("o", b"v1", About("o", 1, "offerUpdated")) == 0
     assert hub.to_followers("o", b"sold3", About("o", 3, "offerSold")) == 1

@@ -1,4 +1,4 @@
-"""`GET /v1/stream` protocol rules (API.md), each with its error or close code.
+"""`GET /v1/stream` protocol rules (docs/API.md), each with its error or close code.
 
 The gateway runs in the test's process, routed to a real offers app; both use the real PostgreSQL and
 RabbitMQ, so `offerCreated` here travels the outbox, the broker and this gateway's own queue.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import aio_pika
 import aiohttp
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -127,7 +129,8 @@ async def test_authenticate_again_with_the_same_users_token_is_answered_and_anot
 
 async def test_the_socket_closes_4401_when_the_token_expires(gateway, make_user, settings):
     user = await make_user("watcher")
-    short = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, 2)
+    # 3 s: whole-second claims leave it 2 to 3 s, time enough to authenticate before it expires.
+    short = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, 3)
     w = await watch(gateway, short)
     assert w.frames[-1]["event"] == "authenticated"
     assert await w.close_code() == CLOSE_UNAUTHORIZED
@@ -138,10 +141,14 @@ async def test_a_newer_token_of_the_same_user_keeps_the_socket_open_past_the_fir
     gateway, make_user, settings
 ):
     user = await make_user("watcher")
-    short = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, 1)
+    # `iat` and `exp` are whole seconds, so a token of n seconds has between n-1 and n left when it is
+    # issued: 3 leaves time to authenticate with it. The wait runs to its `exp` claim, not a guess.
+    short = issue_token(settings.jwt_secret, uuid.UUID(user.user_id), user.username, 3)
+    expires = jwt.decode(short, options={"verify_signature": False})["exp"]
     w = await watch(gateway, short)
+    assert w.frames[-1]["event"] == "authenticated"
     assert (await w.request("get_offers", "offers", token=user.token, size=1))["event"] == "offers"
-    await asyncio.sleep(1.5)  # past the short token's expiry
+    await wait_until(lambda: time.time() > expires + 1, 10, "the short token to expire")
     w.token = user.token
     assert (await w.request("get_offers", "offers", size=1))["event"] == "offers"
 

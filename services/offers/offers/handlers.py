@@ -58,7 +58,7 @@ class NewOffer(StrictModel):
     photo_url: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_photo_url)] = ""
     # RFC 3339 with an explicit offset; strict mode still parses it from a JSON string.
     go_live: Annotated[AwareDatetime | None, Field(strict=False), BeforeValidator(_rfc3339_text)] = None
-    # The auction's terms (API.md, "Auction rules"); the bounds the database checks too.
+    # The auction's terms (docs/API.md, "Auction rules"); the bounds the database checks too.
     reserve_price: Money | None = None
     min_increment: Money | None = None
     soft_close_seconds: Annotated[int, Field(ge=0, le=MAX_SOFT_CLOSE)] = 0

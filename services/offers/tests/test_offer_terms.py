@@ -111,18 +111,20 @@ async def test_a_bad_term_is_a_400_problem_naming_the_field(world, extra, field)
     assert [e["field"] for e in problem["errors"]] == [field] and field in problem["detail"]
 
 
+# Each term at the edge of what it may be.
+AT_THE_BOUNDS = {
+    "bid_price": 10,
+    "lifetime": 1,
+    "reserve_price": 999999999999.99,
+    "min_increment": 0.01,
+    "soft_close_seconds": 3600,
+    "max_extension_seconds": 86400,
+}
+
+
 async def test_the_bounds_themselves_are_accepted(world):
     seller = await account(world.auth, "seller")
-    offer = await new_offer(
-        world,
-        seller,
-        bid_price=10,
-        lifetime=1,
-        reserve_price=999999999999.99,
-        min_increment=0.01,
-        soft_close_seconds=3600,
-        max_extension_seconds=86400,
-    )
+    offer = await new_offer(world, seller, **AT_THE_BOUNDS)
     assert offer["soft_close_seconds"] == 3600 and offer["min_increment"] == 0.01
     zero = await new_offer(world, seller, lifetime=60, soft_close_seconds=60, max_extension_seconds=0)
     assert zero["hard_ends_at"] == zero["ends_at"]

@@ -262,6 +262,7 @@ async function placeBid(event) {
   $("bid-button").disabled = true;
   try {
     const bid = await api("POST", "/v1/bid", body);
+    $("bid-max").value = ""; // a maximum is for one bid: the next one states its own
     $("bid-outcome").textContent = `Bid of ${money(price)} queued…`;
     // The private bidUpdated event says how it went; asking as well covers a socket that is down.
     for (let i = 0; i < BID_POLLS; i++) {
@@ -271,9 +272,8 @@ async function placeBid(event) {
         throw error;
       });
       if (now.status !== "pending") {
-        $("bid-outcome").textContent = now.status === "rejected"
-          ? `Bid of ${money(price)} rejected: ${now.reason}.`
-          : `Bid of ${money(price)}: ${now.status}.`;
+        const said = { rejected: `rejected: ${now.reason}`, leading: "leads", outbid: "was outbid at once" };
+        $("bid-outcome").textContent = `Your bid of ${money(price)} ${said[now.status] || now.status}.`;
         if (offerId === state.open) loadBids(offerId);
         return;
       }

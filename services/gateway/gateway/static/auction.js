@@ -130,9 +130,11 @@ function renderDetail(offer, changed) {
   reserve.textContent = offer.reserve_met ? "reserve met" : "reserve not met";
   reserve.className = `pill ${offer.reserve_met ? "on" : "off"}`;
   $("detail-min-next").textContent = money(offer.min_next_bid ?? offer.bid_price);
+  $("detail-next").hidden = status === "sold" || status === "ended";
   $("detail-seller").textContent = offer.created_by + (offer.created_by === state.username ? " (you)" : "");
   $("detail-leader").textContent = offer.highest_bidder
     ? offer.highest_bidder + (offer.highest_bidder === state.username ? " (you)" : "") : "—";
+  $("detail-leader-label").textContent = status === "sold" ? "winner" : "leading bidder";
   $("detail-count").textContent = String(offer.bid_count);
   $("detail-ends").textContent = offer.ends_at ? new Date(offer.ends_at).toLocaleString() : "when sold";
   if (changed && previous && previous.id === offer.id && previous.ends_at !== offer.ends_at && offer.ends_at) {
