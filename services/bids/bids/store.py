@@ -54,7 +54,7 @@ async def forget_expired_requests(pool: asyncpg.Pool) -> int:
 
 
 async def record_pending(pool: asyncpg.Pool, bid: BidPlaced) -> None:
-    """The bid as queued, readable at once; a worker that recorded it first keeps its final row."""
+    """The bid about to be queued, readable at once (a retry's second record changes nothing)."""
     await pool.execute(
         "INSERT INTO bids (id, offer_id, user_id, username, bid_price, max_price, placed_at, status,"
         " processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL) ON CONFLICT (id) DO NOTHING",
@@ -68,9 +68,24 @@ async def record_pending(pool: asyncpg.Pool, bid: BidPlaced) -> None:
     )
 
 
-async def is_recorded(pool: asyncpg.Pool, bid_id: uuid.UUID) -> bool:
-    """Whether the bid has a row: intake writes one only after the broker confirmed the bid."""
-    return bool(await pool.fetchval("SELECT true FROM bids WHERE id = $1", bid_id))
+async def mark_queued(pool: asyncpg.Pool, user_id: uuid.UUID, key: str) -> None:
+    """The broker confirmed the bid this Idempotency-Key names: a replay need not publish it again."""
+    await pool.execute(
+        "UPDATE bid_requests SET queued = true WHERE user_id = $1 AND idempotency_key = $2", user_id, key
+    )
+
+
+async def is_queued(pool: asyncpg.Pool, user_id: uuid.UUID, key: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT queued FROM bid_requests WHERE user_id = $1 AND idempotency_key = $2", user_id, key
+        )
+    )
+
+
+async def is_decided(pool: asyncpg.Pool, bid_id: uuid.UUID) -> bool:
+    """Whether the worker has judged the bid (its row is no longer pending): then it was queued."""
+    return bool(await pool.fetchval("SELECT true FROM bids WHERE id = $1 AND status <> 'pending'", bid_id))
 
 
 async def get_bid_for(pool: asyncpg.Pool, bid_id: uuid.UUID, user_id: uuid.UUID) -> asyncpg.Record | None:
