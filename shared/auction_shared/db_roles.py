@@ -23,9 +23,14 @@ TABLE_PRIVILEGES: dict[str, dict[str, str]] = {
     "users": {"auth": "SELECT, INSERT", "offers": "SELECT (id)", "bids": "SELECT (id)"},
     "login_attempts": {"auth": "SELECT, INSERT, UPDATE, DELETE"},
     "offers": {"offers": "SELECT, INSERT, UPDATE", "bids": "SELECT", "bid-worker": "SELECT, UPDATE"},
-    # bids inserts each queued bid's pending row; an Idempotency-Key past its retention is taken over
+    # bids inserts each bid's pending row before publishing it, and deletes it again if the publish
+    # fails while it is still pending; an Idempotency-Key past its retention is taken over
     # (INSERT ... ON CONFLICT DO UPDATE) or deleted.
-    "bids": {"offers": "SELECT, UPDATE", "bids": "SELECT, INSERT", "bid-worker": "SELECT, INSERT, UPDATE"},
+    "bids": {
+        "offers": "SELECT, UPDATE",
+        "bids": "SELECT, INSERT, DELETE",
+        "bid-worker": "SELECT, INSERT, UPDATE",
+    },
     "bid_requests": {"bids": "SELECT, INSERT, UPDATE, DELETE"},
     # The bid-worker writes its events here in the batch's transaction and runs a relay too.
     "outbox": {"offers": "SELECT, INSERT, UPDATE, DELETE", "bid-worker": "SELECT, INSERT, UPDATE, DELETE"},

@@ -3,7 +3,8 @@
 The pending row is written before the publish, so the worker never meets it half-written: recorded
 after the confirm, it raced the worker's own insert of the same id and waited for the worker's whole
 batch to commit (intake fell to a tenth of its rate in `make bench`). A publish that fails (503,
-maybe queued) leaves the row pending until the worker decides the bid or housekeeping drops it.
+maybe queued) removes the row again unless the worker already decided the bid; if the bid reached the
+queue after all, the worker writes its row from the message.
 
 Idempotency-Key: a claimed key is never released. A retry with the key republishes the bid it names
 (same id, same receipt time; the worker drops a duplicate id) unless the key notes that the broker
@@ -28,7 +29,7 @@ from auction_shared.db import DB_POOL
 from auction_shared.events import BidPlaced, money
 from auction_shared.jsonio import json_response
 from auction_shared.observability.metrics import BIDS_RECEIVED, BIDS_REJECTED
-from auction_shared.problems import Problem
+from auction_shared.problems import DependencyDown, Problem
 from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
 from auction_shared.web import SETTINGS, identity
 
@@ -105,9 +106,16 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
         await asyncio.wait_for(store.record_pending(pool, bid), timeout)
     except Exception:  # a failed record only delays the bid's reads, never its queueing
         log.warning("bid %s not recorded pending", bid.bid_id, exc_info=True)
-    # A failed publish (503: maybe queued) leaves the row pending: the worker decides it if the bid
-    # did reach the queue, and housekeeping removes a row no bid came for (store.forget_stale_pending).
-    await request.app[PUBLISHER].send(bid)
+    try:
+        await request.app[PUBLISHER].send(bid)
+    except DependencyDown:
+        # 503, maybe queued: the row goes unless the worker already decided the bid. Should the bid
+        # have reached the queue all the same, the worker writes its row from the message.
+        try:
+            await asyncio.wait_for(store.forget_pending(pool, bid.bid_id), timeout)
+        except Exception:
+            log.warning("bid %s: publish failed and its pending row stays", bid.bid_id, exc_info=True)
+        raise
 
 
 async def _confirmed(pool: asyncpg.Pool, user_id: uuid.UUID, key: str) -> None:

@@ -68,6 +68,11 @@ async def record_pending(pool: asyncpg.Pool, bid: BidPlaced) -> None:
     )
 
 
+async def forget_pending(pool: asyncpg.Pool, bid_id: uuid.UUID) -> None:
+    """Remove the pending row of a bid whose publish failed (a decided bid keeps its row)."""
+    await pool.execute("DELETE FROM bids WHERE id = $1 AND status = 'pending'", bid_id)
+
+
 async def mark_queued(pool: asyncpg.Pool, user_id: uuid.UUID, key: str) -> None:
     """The broker confirmed the bid this Idempotency-Key names: a replay need not publish it again."""
     await pool.execute(
