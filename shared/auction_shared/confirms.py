@@ -67,7 +67,8 @@ class ConfirmedChannel:
         # A return names only the message id: one publish per id in flight keeps it unambiguous.
         while (earlier := self._in_flight(message_id)) is not None:
             await asyncio.wait([earlier])
-        return await self._send(exchange, routing_key, body, properties, mandatory)
+        method = commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
+        return await self._send(method, body, properties)
 
     def _in_flight(self, message_id: str) -> asyncio.Future[object] | None:
         tag = self.channel.message_id_delivery_tag.get(message_id)
@@ -77,22 +78,14 @@ class ConfirmedChannel:
         return confirmation if isinstance(confirmation, asyncio.Future) else None
 
     def _send(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        properties: commands.Basic.Properties,
-        mandatory: bool,
+        self, method: commands.Basic.Publish, body: bytes, properties: commands.Basic.Properties
     ) -> asyncio.Future[object]:
         channel = self.channel
         if channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError("the publisher's channel is closed")
         number = channel.number
         frames = [
-            pamqp.frame.marshal(
-                commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
-                number,
-            ),
+            pamqp.frame.marshal(method, number),
             pamqp.frame.marshal(ContentHeader(body_size=len(body), properties=properties), number),
         ]
         size = channel.max_content_size

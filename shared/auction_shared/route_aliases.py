@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 # Collections whose routes also answer under their plural: /v1/offer/{id} and /v1/offers/{id}.
@@ -23,3 +24,14 @@ def add_aliased(add: Callable[[str, Handler], object], path: str, handler: Handl
     """Register `handler` with `add` (`router.add_get`, `add_post`, …) under every spelling of `path`."""
     for spelling in spellings(path):
         add(spelling, handler)
+
+
+# A service's route table: (HTTP method, path, handler), every path also under its plural.
+Route = tuple[str, str, Handler]
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    """Register a service's route table, each aliased path under both spellings."""
+    for method, path, handler in routes:
+        for spelling in spellings(path):
+            app.router.add_route(method, spelling, handler)

@@ -110,9 +110,9 @@ async def record_bids(
 ) -> list[asyncpg.Record]:
     """Write the judged bids in the order they were applied (seq follows it), turning intake's
     pending rows into their final status; a row another worker already finished stays as it is."""
-    if not judged:
-        return []
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows_of(
+        conn,
+        bool(judged),
         "INSERT INTO bids AS t (id, offer_id, user_id, username, bid_price, max_price, placed_at, status,"
         " reason, accepted, processed_by, processed_at)"
         " SELECT id, offer_id, user_id, username, bid_price, max_price, placed_at, status, reason,"
@@ -137,14 +137,13 @@ async def record_bids(
         [str(reason) if reason else None for _, _, reason in judged],
         worker,
     )
-    return rows
 
 
 async def set_statuses(conn: asyncpg.Connection, statuses: Mapping[uuid.UUID, str]) -> list[asyncpg.Record]:
     """Move earlier bids to their new status (outbid, superseded, won); return them as they now are."""
-    if not statuses:
-        return []
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows_of(
+        conn,
+        bool(statuses),
         "UPDATE bids b SET status = v.status, accepted = (v.status = $3)"
         " FROM unnest($1::uuid[], $2::text[]) AS v(id, status)"
         " WHERE b.id = v.id AND b.status IN ('leading', 'outbid')"
@@ -153,6 +152,13 @@ async def set_statuses(conn: asyncpg.Connection, statuses: Mapping[uuid.UUID, st
         list(statuses.values()),
         WON,
     )
+
+
+async def _rows_of(conn: asyncpg.Connection, anything: bool, sql: str, *args: object) -> list[asyncpg.Record]:
+    """The rows `sql` returns, or none without a round trip when there is nothing to write."""
+    if not anything:
+        return []
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return rows
 
 

@@ -2,15 +2,18 @@
 
 from aiohttp import web
 
-from auction_shared.route_aliases import add_aliased
+from auction_shared.route_aliases import Route, add_routes
 
 from . import handlers, sale
 
+ROUTES: list[Route] = [
+    ("POST", "/v1/offer", handlers.create_offer),
+    ("GET", "/v1/offer", handlers.list_offers),
+    ("GET", "/v1/offer/{offer_id}", handlers.get_offer),
+    ("PUT", "/v1/bid/{bid_id}", sale.accept_bid),
+    ("GET", "/health", handlers.health),
+]
+
 
 def setup_routes(app: web.Application) -> None:
-    r = app.router
-    add_aliased(r.add_post, "/v1/offer", handlers.create_offer)
-    add_aliased(r.add_get, "/v1/offer", handlers.list_offers)
-    add_aliased(r.add_get, "/v1/offer/{offer_id}", handlers.get_offer)
-    add_aliased(r.add_put, "/v1/bid/{bid_id}", sale.accept_bid)
-    r.add_get("/health", handlers.health)
+    add_routes(app, ROUTES)
