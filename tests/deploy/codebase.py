@@ -24,7 +24,10 @@ _ENV_READS = [
 ]
 _ENV_REQUIRED = re.compile(r"""environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]""")
 _PORT_FIELD = re.compile(r"lambda\s+\w+\s*:\s*\w+\.(\w+_port)\b")
-_GET_ROUTE = re.compile(r"""add_get\(\s*(?:\w+\s*\+\s*)?["'](/[^"']*)["']""")
+_GET_ROUTE = re.compile(
+    r"""add_get\(\s*(?:\w+\s*\+\s*)?["'](/[^"']*)["']"""  # router.add_get("/path", …)
+    r"""|\(\s*["']GET["']\s*,\s*["'](/[^"']*)["']"""  # a route table's ("GET", "/path", …)
+)
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -45,7 +48,7 @@ class Service:
     @property
     def get_routes(self) -> set[str]:
         """Every path the service's own code registers with add_get."""
-        return {m for path in self.package.glob("*.py") for m in _GET_ROUTE.findall(path.read_text())}
+        return {a or b for path in self.package.glob("*.py") for a, b in _GET_ROUTE.findall(path.read_text())}
 
 
 def services() -> list[Service]:
