@@ -3,7 +3,7 @@
 The offers go straight into the table (as the offers service would write them), with no bids, all
 ending in one whole second a few seconds ahead. The running workers' closers find them due after the
 grace (END_GRACE_SECONDS) and close each through its shard; the lateness of an offer is its
-`ended_at` (the database clock of the closing transaction) minus its `ends_at`. API.md wants every
+`ended_at` (the database clock of the closing transaction) minus its `ends_at`. docs/API.md wants every
 end within 5 s.
 """
 

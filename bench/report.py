@@ -61,7 +61,7 @@ def _ends(results: Results, add: Callable[[str], None]) -> None:
         f"{results.plan.ending_offers:,} offers (inserted with SQL, no bids) all end in the same whole "
         "second; every running worker's closer finds them due once the database clock passes `ends_at` + "
         "END_GRACE_SECONDS and sends a close into each offer's shard. Lateness = `ended_at` (the closing "
-        "transaction's database clock) − `ends_at`; API.md wants every end within 5 s.\n"
+        "transaction's database clock) − `ends_at`; docs/API.md wants every end within 5 s.\n"
     )
     run = results.ends
     if run is None:

@@ -93,7 +93,7 @@ def test_a_fixed_min_increment_replaces_the_table() -> None:
     assert a.min_next_bid == d(13)
 
 
-# --- the worked example of API.md, step by step ----------------------------------------------------
+# --- the worked example of docs/API.md, step by step ----------------------------------------------------
 
 
 def test_the_worked_example_step_by_step() -> None:

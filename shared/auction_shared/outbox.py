@@ -101,6 +101,9 @@ class OutboxRelay:
             # With the request's id and trace context, as `add_event` does.
             [dumps({**e.headers(), **carried()}).decode() for e in events],
         )
+        # Wake the active relay at commit, whichever process holds the lock (as add_event does): else
+        # the events of a relay-less writer (the worker, when an offers replica leads) wait for a poll.
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, self.exchange)
 
     def wake(self) -> None:
         self._wake.set()
@@ -123,17 +126,23 @@ class OutboxRelay:
             )
             if rows:
                 OUTBOX_LAG.set(rows[0]["age"].total_seconds())
-            for row in rows:
-                # Awaiting in turn keeps the order; the batch rarely holds more than a few rows.
-                try:
-                    await self._publish(row)
-                except _WAITS_ON as exc:
-                    failure = exc  # an outage: this row and the rest wait for the next pass
-                    break
-                except Exception as exc:
-                    reason = self._strike(row["id"], exc)
+            # The whole batch in flight at once, in id order: the publisher writes publishes in the
+            # order they are made and the channel keeps it, so confirms pipeline and the order holds.
+            # Waiting for each confirm in turn capped the relay at one round trip per event.
+            sent = [asyncio.ensure_future(self._publish(row)) for row in rows]
+            outcomes = await asyncio.gather(*sent, return_exceptions=True)
+            for row, outcome in zip(rows, outcomes):
+                if isinstance(outcome, BaseException):
+                    if isinstance(outcome, asyncio.CancelledError):
+                        raise outcome
+                    if isinstance(outcome, _WAITS_ON):
+                        # An outage: this row and the rest wait for the next pass (the consumers
+                        # drop by event id any copy that went out all the same).
+                        failure = outcome
+                        break
+                    reason = self._strike(row["id"], outcome) if isinstance(outcome, Exception) else None
                     if reason is None:
-                        failure = exc
+                        failure = outcome
                         break
                     dead.append((row["id"], reason))
                 done.append(row["id"])

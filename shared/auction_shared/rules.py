@@ -135,7 +135,7 @@ class Auction:
 
 
 def price_of(terms: Terms, leader: Leader, runner_up_max: Decimal | None, price_before: Decimal) -> Decimal:
-    """The price formula of API.md, never below `price_before`, never above the leader's maximum."""
+    """The price formula of docs/API.md, never below `price_before`, never above the leader's maximum."""
     price = max(terms.starting_price, leader.bid_price)
     if runner_up_max is not None:
         if leader.max_price == runner_up_max:

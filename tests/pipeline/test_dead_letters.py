@@ -246,3 +246,16 @@ def test_the_dead_letter_tool_says_what_is_wrong_with_its_settings(command: list
         timeout=60,
     )
     assert done.returncode == 2 and "BID_SHARDS" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "target, command",
+    [
+        (["dead-letters"], "-m bid_worker.dead_letter_queue list"),
+        (["replay-dead-letters", "IDS=a b"], "-m bid_worker.dead_letter_queue replay a b"),
+    ],
+)
+def test_the_make_targets_run_the_dead_letter_tool(target: list[str], command: str) -> None:
+    done = subprocess.run(["make", "-n", *target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert command in done.stdout

@@ -102,7 +102,7 @@ async def wait_applied(
     async def applied() -> bool:
         rows = await fetch(
             settings.database_url,
-            "SELECT count(*) AS n FROM bids WHERE offer_id = ANY($1::uuid[])",
+            "SELECT count(*) AS n FROM bids WHERE offer_id = ANY($1::uuid[]) AND status <> 'pending'",
             [uuid.UUID(o) for o in offers],
         )
         return rows[0]["n"] >= len(queued)

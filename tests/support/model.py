@@ -1,7 +1,7 @@
 """The sequential model of an auction, written apart from the worker's code to check it against.
 
 Given every bid of an offer in the order the offer's queue held them, compute what the offer and each
-bid must look like once all are processed (API.md, "Auction rules"): the model tests compare the
+bid must look like once all are processed (docs/API.md, "Auction rules"): the model tests compare the
 database with this. It is written from the contract, not from `auction_shared.rules`: it keeps every
 bidder's maximum and recomputes the leader and the price from all of them after each bid.
 """

@@ -44,7 +44,7 @@ class ServiceProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_line(self, text: str, timeout: float = 20.0) -> None:
+    def wait_for_line(self, text: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in self.output():
@@ -54,7 +54,7 @@ class ServiceProcess:
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} did not print {text!r} in {timeout}s:\n{self.output()}")
 
-    def wait_healthy(self, port: int, timeout: float = 20.0) -> None:
+    def wait_healthy(self, port: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{port}/health"
         while time.monotonic() < deadline:

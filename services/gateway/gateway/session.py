@@ -1,4 +1,4 @@
-"""The protocol of one `/v1/stream` socket (API.md, WebSocket): authenticate, the token on every
+"""The protocol of one `/v1/stream` socket (docs/API.md, Live updates): authenticate, the token on every
 message, get_offers, subscribe and unsubscribe, and the checks each message passes first."""
 
 from __future__ import annotations

@@ -175,15 +175,17 @@ async def test_a_service_that_stalls_mid_answer_times_out_and_its_connection_is_
 async def test_a_reused_connection_closed_before_answering_is_retried_for_a_get_but_never_for_a_post() -> (
     None
 ):
-    answered: set[int] = set()
+    # The writers themselves, not their id(): a closed connection's writer may be freed and its id
+    # given to the next connection's, which would then be dropped before it answered anything.
+    answered: set[asyncio.StreamWriter] = set()
 
     async def answer(head: bytes, body: bytes, writer: asyncio.StreamWriter) -> None:
         # Each connection answers its first request, then drops the next one unanswered, as a
         # service closing an idle keep-alive connection just as a request arrives would.
-        if id(writer) in answered:
+        if writer in answered:
             writer.transport.abort()
             return
-        answered.add(id(writer))
+        answered.add(writer)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     async with serving(answer) as (url, server):

@@ -134,6 +134,7 @@ function renderDetail(offer, changed) {
   $("detail-seller").textContent = offer.created_by + (offer.created_by === state.username ? " (you)" : "");
   $("detail-leader").textContent = offer.highest_bidder
     ? offer.highest_bidder + (offer.highest_bidder === state.username ? " (you)" : "") : "—";
+  $("detail-leader-label").textContent = status === "sold" ? "winner" : "leading bidder";
   $("detail-count").textContent = String(offer.bid_count);
   $("detail-ends").textContent = offer.ends_at ? new Date(offer.ends_at).toLocaleString() : "when sold";
   if (changed && previous && previous.id === offer.id && previous.ends_at !== offer.ends_at && offer.ends_at) {
