@@ -13,12 +13,10 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 
-from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from tests.support.cleanup import delete_topology
+from tests.support.cleanup import delete_broker_names
 from tests.support.environment import env_of, new_settings, prepare, tear_down
 from tests.support.processes import ServiceProcess, Stack, free_port
 
@@ -37,14 +35,6 @@ def raise_open_files_limit() -> int:
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-async def delete_bare_topology(settings: Settings) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
-    try:
-        await delete_topology(await connection.channel(), Topology.from_settings(settings))
-    finally:
-        await connection.close()
 
 
 class BenchStack:
@@ -150,6 +140,6 @@ class BenchStack:
         self.stack.stop()
         if self._prepared:
             await tear_down(self.settings)
-            await delete_bare_topology(self.pipeline_settings)
+            await delete_broker_names(self.pipeline_settings)
         if self._own_logs and not failed:
             shutil.rmtree(self.log_dir, ignore_errors=True)

@@ -10,13 +10,12 @@ No token check, no queues, no broker: the ceiling the gateway's hub is measured 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import orjson
 from aiohttp import WSMsgType, web
 
-from auction_shared.web import LISTEN_BACKLOG
+from bench.baselines import serve
 
 CLIENTS = web.AppKey("clients", set)
 AUTHENTICATED = orjson.dumps({"event": "authenticated", "data": {}})
@@ -63,14 +62,4 @@ def create_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    import uvloop
-
-    uvloop.install()
-    web.run_app(
-        create_app(),
-        host="127.0.0.1",
-        port=int(os.environ["BARE_PORT"]),
-        access_log=None,
-        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
-        print=lambda _: print("bare broadcast listening", flush=True),
-    )
+    serve(create_app(), "bare broadcast")

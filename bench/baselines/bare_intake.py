@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import os
-
 import orjson
 from aiohttp import web
 
-from auction_shared.web import LISTEN_BACKLOG
+from bench.baselines import serve
 
 ACCEPTED = orjson.dumps({"status": "pending"})
 
@@ -32,14 +30,4 @@ def create_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    import uvloop
-
-    uvloop.install()
-    web.run_app(
-        create_app(),
-        host="127.0.0.1",
-        port=int(os.environ["BARE_PORT"]),
-        access_log=None,
-        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
-        print=lambda _: print("bare intake listening", flush=True),
-    )
+    serve(create_app(), "bare intake")

@@ -29,7 +29,7 @@ from aiohttp import web
 from pamqp.commands import Basic
 
 from auction_shared.confirms import ConfirmedChannel
-from auction_shared.web import LISTEN_BACKLOG
+from bench.baselines import serve
 
 EVENTS = f"{os.environ.get('AMQP_PREFIX', 'bare')}.events"
 CHANNEL = web.AppKey("confirmed_channel", ConfirmedChannel)
@@ -104,14 +104,4 @@ def create_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    import uvloop
-
-    uvloop.install()
-    web.run_app(
-        create_app(),
-        host="127.0.0.1",
-        port=int(os.environ["BARE_PORT"]),
-        access_log=None,
-        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
-        print=lambda _: print("bare pipeline listening", flush=True),
-    )
+    serve(create_app(), "bare pipeline")

@@ -10,7 +10,7 @@ import os
 import aiohttp
 from aiohttp import web
 
-from auction_shared.web import LISTEN_BACKLOG
+from bench.baselines import serve
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
@@ -47,14 +47,4 @@ def create_app(upstream: str) -> web.Application:
 
 
 if __name__ == "__main__":
-    import uvloop
-
-    uvloop.install()
-    web.run_app(
-        create_app(os.environ["BARE_UPSTREAM"]),
-        host="127.0.0.1",
-        port=int(os.environ["BARE_PORT"]),
-        access_log=None,
-        backlog=LISTEN_BACKLOG,  # as the services listen, so connect bursts cost both the same
-        print=lambda _: print("bare proxy listening", flush=True),
-    )
+    serve(create_app(os.environ["BARE_UPSTREAM"]), "bare proxy")
