@@ -103,7 +103,8 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
     pool = request.app[DB_POOL]
     timeout = request.app[SETTINGS].dependency_timeout
     try:
-        await asyncio.wait_for(store.record_pending(pool, bid), timeout)
+        async with asyncio.timeout(timeout):  # bounds the await without a task per bid (wait_for)
+            await store.record_pending(pool, bid)
     except Exception:  # a failed record only delays the bid's reads, never its queueing
         log.warning("bid %s not recorded pending", bid.bid_id, exc_info=True)
     try:
@@ -112,7 +113,8 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
         # 503, maybe queued: the row goes unless the worker already decided the bid. Should the bid
         # have reached the queue all the same, the worker writes its row from the message.
         try:
-            await asyncio.wait_for(store.forget_pending(pool, bid.bid_id), timeout)
+            async with asyncio.timeout(timeout):
+                await store.forget_pending(pool, bid.bid_id)
         except Exception:
             log.warning("bid %s: publish failed and its pending row stays", bid.bid_id, exc_info=True)
         raise
