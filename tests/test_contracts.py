@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -10,6 +11,8 @@ import pytest
 
 from auction_shared.events import (
     CONTRACTS,
+    MAX_BID_CHANGES,
+    BidChange,
     BidPlaced,
     BidUpdated,
     CloseOffer,
@@ -18,6 +21,7 @@ from auction_shared.events import (
     OfferEnded,
     OfferSold,
     OfferUpdated,
+    bid_changes,
     decode,
     owners_of,
 )
@@ -48,7 +52,7 @@ EVERY_KIND = [
     OfferSold(OFFER, bid=BID, recipient=SELLER),
     OfferEnded(OFFER),
     OfferEnded(OFFER, recipient=SELLER),
-    BidUpdated(uuid.uuid4(), {**BID, "max_price": 20.5}, OFFER),
+    BidUpdated.one(uuid.uuid4(), {**BID, "max_price": 20.5}, OFFER),
     a_bid(),
     a_bid(max_price=None),
     CloseOffer(offer_id=uuid.UUID(OFFER["id"])),
@@ -127,3 +131,41 @@ def test_anything_else_is_malformed_with_a_reason(body: bytes) -> None:
     with pytest.raises(MalformedEvent) as caught:
         decode(body)
     assert str(caught.value)
+
+
+def test_one_bid_updated_carries_a_bidders_changes_in_order_and_at_most_a_hundred() -> None:
+    bidder = uuid.uuid4()
+    views = [
+        ({**BID, "id": str(uuid.uuid4()), "status": s}, OFFER) for s in ("outbid", "leading", "rejected")
+    ]
+    message = bid_changes(bidder, [BidChange(b, o) for b, o in views])[0]
+    again = decode(message.encode())
+    assert isinstance(again, BidUpdated) and again.routing_key == f"user.{bidder}"
+    assert [c.bid["status"] for c in again.changes] == ["outbid", "leading", "rejected"]
+
+    many = bid_changes(bidder, [BidChange({**BID, "id": str(uuid.uuid4())}, OFFER)] * (MAX_BID_CHANGES + 1))
+    assert [len(m.changes) for m in many] == [MAX_BID_CHANGES, 1]
+    with pytest.raises(MalformedEvent, match="1 to 100 changes"):
+        BidUpdated(bidder, ())
+    with pytest.raises(MalformedEvent, match="1 to 100 changes"):
+        BidUpdated(bidder, tuple(many[0].changes) + (many[1].changes[0],))
+    with pytest.raises(MalformedEvent, match="reserve"):
+        BidUpdated.one(bidder, BID, {**OFFER, "reserve_price": 5})
+
+
+def test_a_bid_updated_of_the_earlier_one_bid_form_still_decodes() -> None:
+    """A message an older worker left in a queue during an upgrade is one change, not a dead letter."""
+    body = json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "bid.updated",
+            "schema": 1,
+            "occurred_at": "2026-11-30T12:00:00+00:00",
+            "data": {"recipient": str(SELLER), "bid": BID, "offer": OFFER},
+        }
+    ).encode()
+    message = decode(body)
+    assert isinstance(message, BidUpdated)
+    assert [(c.bid["id"], c.offer["id"]) for c in message.changes] == [(BID["id"], OFFER["id"])]
+    with pytest.raises(MalformedEvent, match="changes"):
+        decode(body.replace(b'"bid":', b'"changes": 7, "x":'))

@@ -16,12 +16,12 @@ so a producer and a consumer read the same definition and a reader sees the whol
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .jsonio import dumps, loads
 
@@ -313,36 +313,77 @@ class OfferSold(OfferEvent):
 # --- private events (to every socket of one user) -----------------------------------------------
 
 
-@_contract
-@dataclass(frozen=True)
-class BidUpdated(Contract):
-    """One of the recipient's bids changed status; `bid` may show the recipient's own max_price."""
+class BidChange(NamedTuple):
+    """One bid of the recipient as it now stands, and its offer as the public sees it."""
 
-    type: ClassVar[EventType] = EventType.BID_UPDATED
-    recipient: uuid.UUID
     bid: Mapping[str, Any]
     offer: Mapping[str, Any]
 
+
+# A batch can move many bids of one bidder (a worker batch holds up to 1,000): they go out in
+# messages of at most this many changes, so no message grows without bound.
+MAX_BID_CHANGES = 100
+
+
+@_contract
+@dataclass(frozen=True)
+class BidUpdated(Contract):
+    """Some of the recipient's bids changed status, in this order; each `bid` may show the
+    recipient's own max_price. The gateway sends one `bidUpdated` frame per change.
+
+    The worker judges bids in batches and sends one message per bidder and batch (a batch of 1,000
+    bids from 200 bidders makes 200 messages, not 1,400): every message costs the outbox, the relay
+    and the broker the same whatever it carries. A message of the earlier form, one `bid` and one
+    `offer`, still decodes (as one change)."""
+
+    type: ClassVar[EventType] = EventType.BID_UPDATED
+    recipient: uuid.UUID
+    changes: tuple[BidChange, ...]
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bid", _bid(self.bid, private=True))
-        object.__setattr__(self, "offer", _offer(self.offer))
+        if not self.changes or len(self.changes) > MAX_BID_CHANGES:
+            raise MalformedEvent(f"a bid.updated carries 1 to {MAX_BID_CHANGES} changes")
+        object.__setattr__(
+            self,
+            "changes",
+            tuple(BidChange(_bid(c.bid, private=True), _offer(c.offer)) for c in self.changes),
+        )
+
+    @classmethod
+    def one(cls, recipient: uuid.UUID, bid: Mapping[str, Any], offer: Mapping[str, Any]) -> BidUpdated:
+        return cls(recipient, (BidChange(bid, offer),))
 
     @property
     def routing_key(self) -> str:
         return private_key(self.recipient)
 
     def to_data(self) -> dict[str, Any]:
-        return {"recipient": str(self.recipient), "bid": dict(self.bid), "offer": dict(self.offer)}
+        return {
+            "recipient": str(self.recipient),
+            "changes": [{"bid": dict(c.bid), "offer": dict(c.offer)} for c in self.changes],
+        }
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        raw = data.get("changes")
+        if raw is None:  # the earlier form: one change
+            raw = [{"bid": data.get("bid"), "offer": data.get("offer")}]
+        if not isinstance(raw, list) or not all(isinstance(c, Mapping) for c in raw):
+            raise MalformedEvent("changes is not a list of objects")
         return cls(
             _uuid(data.get("recipient"), "recipient"),
-            _bid(data.get("bid"), private=True),
-            _offer(data.get("offer")),
+            tuple(BidChange(c.get("bid"), c.get("offer")) for c in raw),
             event_id=event_id,
             occurred_at=occurred_at,
         )
+
+
+def bid_changes(recipient: uuid.UUID, changes: Sequence[BidChange]) -> list[BidUpdated]:
+    """The messages that tell `recipient` of `changes`, in order, at most MAX_BID_CHANGES each."""
+    return [
+        BidUpdated(recipient, tuple(changes[i : i + MAX_BID_CHANGES]))
+        for i in range(0, len(changes), MAX_BID_CHANGES)
+    ]
 
 
 # --- work for an offer's shard -------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import OfferCreated, OfferEnded, OfferSold, OfferUpdated, private_key
+from auction_shared.events import BidUpdated, OfferCreated, OfferEnded, OfferSold, OfferUpdated, private_key
 from tests.support.api import Api
 from tests.support.management import bindings_from, management_session
 from tests.support.processes import Stack
@@ -109,7 +109,15 @@ async def test_private_events_reach_every_socket_of_their_user_on_both_replicas_
     assert await user_bindings(settings, seller.user_id) == 1
 
     offer_id = str(uuid.uuid4())
-    outbid = bid_updated(bidder.user_id, offer_view(offer_id, 3, bid_price=31), status="outbid", max_price=30)
+    # One message, two changes of the bidder's bids (the worker sends one per bidder and batch).
+    at_v3 = offer_view(offer_id, 3, bid_price=31)
+    outbid = BidUpdated(
+        uuid.UUID(bidder.user_id),
+        (
+            bid_updated(bidder.user_id, at_v3, status="outbid", max_price=30).changes[0],
+            bid_updated(bidder.user_id, at_v3, status="rejected", max_price=None).changes[0],
+        ),
+    )
     ended = OfferEnded(
         offer_view(offer_id, 4, status="ended", end_reason="reserve_not_met"),
         recipient=uuid.UUID(seller.user_id),
@@ -126,9 +134,11 @@ async def test_private_events_reach_every_socket_of_their_user_on_both_replicas_
         await marker_reaches(publisher, everyone)
 
     for w in (bidder_a, bidder_b):
-        [got] = w.of("bidUpdated")
-        assert got["data"] == {"bid": dict(outbid.bid), "offer": dict(outbid.offer)}
-        assert got["data"]["bid"]["max_price"] == 30  # the bidder's own maximum, to the bidder only
+        got = w.of("bidUpdated")  # a frame per change, in the message's order
+        assert [f["data"] for f in got] == [
+            {"bid": dict(c.bid), "offer": dict(c.offer)} for c in outbid.changes
+        ]
+        assert got[0]["data"]["bid"]["max_price"] == 30  # the bidder's own maximum, to the bidder only
         assert w.of("offerEnded") == []
     [seller_end] = seller_b.of("offerEnded")  # the seller's own offer, with no subscription
     assert seller_end["data"]["end_reason"] == "reserve_not_met"

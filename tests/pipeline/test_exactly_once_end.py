@@ -139,9 +139,11 @@ async def test_every_offer_ends_once_through_duplicates_a_redelivery_and_a_kill_
             key = (event.offer_id, str(event.recipient) if event.recipient else None)
             ends.setdefault(key, set()).add(event.event_id)
     won_told = Counter(
-        e.bid["offer_id"]
+        c.bid["offer_id"]
         for e in tap.first_copies()
-        if isinstance(e, BidUpdated) and e.bid["status"] == "won"
+        if isinstance(e, BidUpdated)
+        for c in e.changes
+        if c.bid["status"] == "won"
     )
     for index, offer_id in enumerate(offer_ids):
         row = offer_rows[offer_id]

@@ -64,4 +64,4 @@ def bid_updated(recipient: str, offer: dict[str, Any], status: str = "leading", 
         "accepted": False,
         **bid,
     }
-    return BidUpdated(uuid.UUID(recipient), view, offer)
+    return BidUpdated.one(uuid.UUID(recipient), view, offer)

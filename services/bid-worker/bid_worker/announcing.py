@@ -2,7 +2,8 @@
 
 The worker's outbox relay publishes them after the commit, so a crash between the commit and the
 publish cannot lose one (the relay publishes what the database holds), and none goes out for a batch
-that rolled back. Per offer, the offer's event comes first, then its bidders' private `bid.updated`.
+that rolled back. The offers' events come first, then one private `bid.updated` per bidder with every
+change of theirs in the batch (the offer events of those changes are out before it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from auction_shared.events import BidUpdated, Contract, OfferEnded, OfferSold, OfferUpdated
+from auction_shared.events import BidChange, Contract, OfferEnded, OfferSold, OfferUpdated, bid_changes
 from auction_shared.outbox import OutboxRelay
 from auction_shared.rules import WON, Outcome, Status
 from auction_shared.shapes import BID_COLUMNS, OFFER_COLUMNS, bid_shape, offer_shape
@@ -37,6 +38,8 @@ async def announce(
     for row in bid_rows:
         bids_of.setdefault(row["offer_id"], []).append(row)
     events: list[Contract] = []
+    # Each bidder's changes of the whole batch, in the order of their offers: one message per bidder.
+    changes: dict[uuid.UUID, list[BidChange]] = {}
     moved = {o.auction.id for o in outcomes if o.moved}
     for offer_id in dict.fromkeys([*(o.auction.id for o in outcomes), *missing]):
         row = offers.get(offer_id)
@@ -46,7 +49,10 @@ async def announce(
         if offer_id in moved:
             events += await _offer_events(conn, row, shape, bids_of.get(offer_id, []))
         for bid in bids_of.get(offer_id, []):
-            events.append(BidUpdated(bid["user_id"], bid_shape(bid, viewer=bid["user_id"]), shape))
+            bidder = bid["user_id"]
+            changes.setdefault(bidder, []).append(BidChange(bid_shape(bid, viewer=bidder), shape))
+    for bidder, theirs in changes.items():
+        events += bid_changes(bidder, theirs)
     await relay.add_all(conn, events)
 
 

@@ -2,7 +2,7 @@
 
 - `offerCreated`: every authenticated socket;
 - `offerUpdated`, and the public `offerSold` / `offerEnded`: the sockets subscribed to the offer;
-- private, routed `user.<id>`: `bidUpdated`, and the seller's own `offerSold` / `offerEnded`, to every
+- private, routed `user.<id>`: `bidUpdated` (a frame per change a message carries), and the seller's own `offerSold` / `offerEnded`, to every
   socket of that one user, subscribed or not.
 
 A private event is delivered only when the routing key it came with names the recipient in its body,
@@ -38,9 +38,14 @@ def deliver(hub: Hub, event: Contract, routing_key: str) -> int:
     if isinstance(event, BidUpdated):
         if routing_key != private_key(event.recipient):
             return _misrouted(event, routing_key)
-        offer_id = str(event.offer["id"])
-        frame = frames.event_frame(frames.BID_UPDATED, {"bid": dict(event.bid), "offer": dict(event.offer)})
-        return hub.to_user(event.recipient, frame, About(offer_id, _version(event.offer), frames.BID_UPDATED))
+        taken = 0
+        for change in event.changes:  # one frame per change, in the order the worker judged them
+            frame = frames.event_frame(
+                frames.BID_UPDATED, {"bid": dict(change.bid), "offer": dict(change.offer)}
+            )
+            about = About(str(change.offer["id"]), _version(change.offer), frames.BID_UPDATED)
+            taken += hub.to_user(event.recipient, frame, about)
+        return taken
     if not isinstance(event, OfferEvent):
         return 0  # work for the bid shards, not for sockets (not bound here anyway)
     recipient = event.recipient if isinstance(event, (OfferSold, OfferEnded)) else None

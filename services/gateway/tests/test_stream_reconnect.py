@@ -93,6 +93,6 @@ async def test_after_the_broker_drops_the_gateways_connection_public_and_private
     async with EventPublisher(settings) as publisher:
         await publisher.publish(private)
     got = await watch.until(lambda f: f["event"] == "bidUpdated")
-    assert got["data"]["bid"]["id"] == private.bid["id"]
+    assert got["data"]["bid"]["id"] == private.changes[0].bid["id"]
     health = await (await gateway.get("/health")).json()
     assert health["dependencies"]["rabbitmq"] == "up"

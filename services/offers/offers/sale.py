@@ -40,7 +40,7 @@ async def accept_bid(request: web.Request) -> web.Response:
         await relay.add(conn, OfferSold(public_offer, bid=public_bid, recipient=seller))
         await relay.add(
             conn,
-            BidUpdated(accepted["user_id"], bid_shape(accepted, accepted["user_id"]), public_offer),
+            BidUpdated.one(accepted["user_id"], bid_shape(accepted, accepted["user_id"]), public_offer),
         )
     relay.wake()
     return json_response(bid_shape(accepted, who.user_id))

@@ -120,8 +120,9 @@ async def test_the_leading_bid_is_sold_at_the_current_price_and_three_events_fol
         assert "reserve_price" not in sold.offer and sold.bid["max_price"] is None
     alert = by_key[private_key(alice.user_id)]
     assert isinstance(alert, BidUpdated) and alert.recipient == uuid.UUID(alice.user_id)
-    assert alert.bid["status"] == "accepted" and alert.bid["max_price"] == 25  # their own view
-    assert alert.offer["status"] == "sold"
+    [change] = alert.changes
+    assert change.bid["status"] == "accepted" and change.bid["max_price"] == 25  # their own view
+    assert change.offer["status"] == "sold"
 
 
 @pytest.mark.parametrize("status", ["pending", "outbid", "superseded", "rejected"])
