@@ -17,7 +17,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from auction_shared.broker import Publisher, Topology, broker_is_up, connect
+from auction_shared.broker import Outgoing, Publisher, Topology, broker_is_up, connect
 from auction_shared.config import Settings
 from auction_shared.problems import DependencyDown
 from tests.support.faultproxy import FaultProxy
@@ -190,3 +190,66 @@ async def test_a_channel_the_broker_closes_mid_batch_fails_its_publishes_and_the
     finally:
         await publisher.close()
         await connection.close()
+
+
+def kind_of(result: BaseException | None) -> str:
+    """What a publish_all caller sees for one message, in the words of `outcome`."""
+    if result is None:
+        return "confirmed"
+    if isinstance(result, DependencyDown):
+        return "refused" if isinstance(result.__cause__, aio_pika.exceptions.DeliveryError) else "down"
+    return "unencodable"
+
+
+async def test_a_relay_batch_gets_each_messages_own_outcome_in_order_with_a_bad_one_in_the_middle(
+    settings: Settings, own_broker: Broker
+) -> None:
+    """publish_all (the outbox relay's batch): acks, nacks, returns and a message whose headers
+    cannot be encoded, interleaved; each index gets its own outcome and the queue keeps the order."""
+    connection, publisher = await open_publisher(settings, own_broker.topology)
+    rng = random.Random(41)
+    try:
+        keys = [rng.choice((KEPT, KEPT, REFUSED, UNROUTABLE)) for _ in range(500)]
+        batch = [
+            Outgoing(k, b'{"n": 1}', f"all-{i}", {"offer_id": str(i)}, mandatory=True)
+            for i, k in enumerate(keys)
+        ]
+        batch[250] = Outgoing(KEPT, b"{}", "all-250", {"bad": object()})  # type: ignore[dict-item]  # on purpose
+        results = await publisher.publish_all(batch)
+        seen = [kind_of(r) for r in results]
+        # A nack and a return both reach the caller as a refusal (DeliveryError; PublishError is one).
+        want = {KEPT: "confirmed", REFUSED: "refused", UNROUTABLE: "refused"}
+        expected = [want[k] for k in keys]
+        expected[250] = "unencodable"
+        assert seen == expected
+        kept = await own_broker.kept_ids()
+        assert kept == [f"all-{i}" for i, k in enumerate(keys) if k == KEPT and i != 250]  # in order
+    finally:
+        await publisher.close()
+        await connection.close()
+
+
+async def test_a_relay_batch_cut_mid_flight_reports_down_for_what_was_not_confirmed(
+    settings: Settings, own_broker: Broker
+) -> None:
+    with FaultProxy("127.0.0.1", 5672) as proxy:
+        through = replace(settings, amqp_url=proxy.url_for(settings.amqp_url))
+        connection, publisher = await open_publisher(through, own_broker.topology, timeout=3.0)
+        try:
+            batch = [Outgoing(KEPT, b'{"n": 1}' * 200, f"cut-all-{i}") for i in range(3000)]
+            running = asyncio.create_task(publisher.publish_all(batch))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            proxy.cut()
+            seen = [kind_of(r) for r in await running]
+            assert set(seen) <= {"confirmed", "down"} and "down" in seen, set(seen)
+            proxy.restore()
+            await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+            again = await publisher.publish_all([Outgoing(KEPT, b"{}", f"after-all-{i}") for i in range(100)])
+            assert again == [None] * 100
+            kept = set(await own_broker.kept_ids())
+            confirmed = {m.message_id for m, s in zip(batch, seen) if s == "confirmed"}
+            assert confirmed <= kept and {f"after-all-{i}" for i in range(100)} <= kept
+        finally:
+            await publisher.close()
+            await connection.close()

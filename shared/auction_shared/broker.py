@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -31,7 +31,7 @@ from .config import Settings
 from .confirms import ConfirmedChannel
 from .events import Contract
 from .observability import request_id
-from .observability.metrics import BROKER_PUBLISH
+from .observability.metrics import published
 from .observability.tracing import PUBLISHED_AT, inject_trace
 from .outages import BROKER_CHANNEL_LOST, BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
@@ -191,6 +191,26 @@ async def connect(settings: Settings, *, attempts: int = 30) -> AbstractRobustCo
     )
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a `Publisher.publish_all` batch, encoded."""
+
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: Mapping[str, FieldValue] | None = None
+    mandatory: bool = False
+
+
+def _retrieve(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+# What ends a publish_all batch early: its bound ran out, or the channel or connection went.
+_PUBLISH_ALL_LOST: tuple[type[BaseException], ...] = (TimeoutError, *BROKER_CHANNEL_LOST)
+
+
 class Publisher:
     """Publishes persistent messages to the events exchange and waits for the broker's confirm.
 
@@ -294,7 +314,7 @@ class Publisher:
                     if task is not None and task.cancelling():
                         raise
                     raise aio_pika.exceptions.ChannelInvalidStateError("the channel closed") from None
-            BROKER_PUBLISH.labels(routing_key).observe(time.perf_counter() - started)
+            published(routing_key).observe(time.perf_counter() - started)
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("broker did not take %s %s: %r", routing_key, message_id, exc)
             raise DependencyDown("RabbitMQ", "the message broker refused the message") from exc
@@ -305,6 +325,86 @@ class Publisher:
             except Exception as reopen_error:  # still down: the next publish tries again
                 log.debug("publisher channel not reopened: %r", reopen_error)
             raise DependencyDown("RabbitMQ") from exc
+
+    async def publish_all(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Publish `messages` in this order, all in flight at once, and wait for their confirms under
+        one timeout; return each one's outcome: None once the broker confirmed it, else what
+        `publish` would have raised (DependencyDown for an outage or a refusal; the error of a
+        message no broker can take, such as headers that cannot be encoded).
+
+        For a relay's batch: one timeout and no task per message, where `publish` pays both. The
+        headers go out as given (a relayed row carries its own request id and trace context)."""
+        outcomes: list[BaseException | None] = [None] * len(messages)
+        channel = self._channel
+        if channel is None:
+            return [DependencyDown("RabbitMQ") for _ in messages]
+        now = time.time()
+        started = time.perf_counter()
+        sent: list[tuple[int, asyncio.Future[object]]] = []
+        lost: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                if channel.is_closed:
+                    raise aio_pika.exceptions.ChannelInvalidStateError("the publisher's channel is closed")
+                confirmed = await self._current(channel)
+                for index, message in enumerate(messages):
+                    properties = Basic.Properties(
+                        content_type="application/json",
+                        delivery_mode=PERSISTENT,
+                        message_id=message.message_id,
+                        headers={**(message.headers or {}), PUBLISHED_AT: now},
+                    )
+                    try:
+                        future = await confirmed.submit(
+                            self.exchange_name,
+                            message.routing_key,
+                            message.body,
+                            properties,
+                            mandatory=message.mandatory,
+                        )
+                    except BROKER_CHANNEL_LOST:
+                        raise
+                    except Exception as exc:  # this message cannot be encoded: the others go on
+                        outcomes[index] = exc
+                        continue
+                    sent.append((index, future))
+                if sent:
+                    await asyncio.wait([future for _, future in sent])
+        except _PUBLISH_ALL_LOST as exc:
+            lost = exc
+            log.warning("publish of %d messages failed: %r", len(messages), exc)
+        elapsed = time.perf_counter() - started
+        for index, future in sent:
+            if not future.done():
+                future.add_done_callback(_retrieve)  # its late outcome is nobody's any more
+                outcomes[index] = DependencyDown("RabbitMQ")
+            elif future.cancelled():
+                outcomes[index] = DependencyDown("RabbitMQ")
+            elif (error := future.exception()) is None:
+                published(messages[index].routing_key).observe(elapsed)
+            elif isinstance(error, aio_pika.exceptions.DeliveryError):
+                log.error(
+                    "broker did not take %s %s: %r",
+                    messages[index].routing_key,
+                    messages[index].message_id,
+                    error,
+                )
+                refused = DependencyDown("RabbitMQ", "the message broker refused the message")
+                refused.__cause__ = error  # as `publish` raises it: `from` the broker's answer
+                outcomes[index] = refused
+            else:  # the channel closed under it
+                outcomes[index] = DependencyDown("RabbitMQ")
+                lost = lost or error
+        if lost is not None:
+            submitted = {index for index, _ in sent}
+            for index in range(len(messages)):
+                if outcomes[index] is None and index not in submitted:
+                    outcomes[index] = DependencyDown("RabbitMQ")
+            try:
+                await asyncio.wait_for(self._reopen_if_lost(), self._timeout)
+            except Exception as reopen_error:  # still down: the next publish tries again
+                log.debug("publisher channel not reopened: %r", reopen_error)
+        return outcomes
 
 
 CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)

@@ -59,6 +59,19 @@ class ConfirmedChannel:
         mandatory: bool,
     ) -> object:
         """Send the message with the next batch; return the broker's ack, or raise its refusal."""
+        return await (await self.submit(exchange, routing_key, body, properties, mandatory=mandatory))
+
+    async def submit(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: commands.Basic.Properties,
+        *,
+        mandatory: bool,
+    ) -> asyncio.Future[object]:
+        """Send the message with the next batch; return the future of its confirm without waiting
+        for it (a caller with many messages submits them in order, then waits for them all)."""
         if len(routing_key) > MAX_ROUTING_KEY:
             raise ValueError(f"routing key longer than {MAX_ROUTING_KEY} characters")
         if not properties.message_id:
@@ -68,7 +81,7 @@ class ConfirmedChannel:
         while (earlier := self._in_flight(message_id)) is not None:
             await asyncio.wait([earlier])
         method = commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
-        return await self._send(method, body, properties)
+        return self._send(method, body, properties)
 
     def _in_flight(self, message_id: str) -> asyncio.Future[object] | None:
         tag = self.channel.message_id_delivery_tag.get(message_id)

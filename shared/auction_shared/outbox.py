@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import asyncpg
 from aiohttp import web
 
-from .broker import PUBLISHER, Publisher
+from .broker import PUBLISHER, Outgoing, Publisher
 from .db import DB_POOL
 from .events import Contract
 from .jsonio import dumps, loads
 from .observability.metrics import OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED
-from .observability.tracing import carried, continuing
+from .observability.tracing import carried
 from .outages import DATABASE_REFUSED
 from .problems import DependencyDown
 from .retry import Backoff
@@ -58,6 +58,20 @@ async def add_event(conn: asyncpg.Connection, event: Contract, exchange: str) ->
         # With the request's id and trace context: the relay publishes it later, from no request.
         dumps({**event.headers(), **carried()}).decode(),
     )
+
+
+def _outgoing(row: asyncpg.Record) -> Outgoing:
+    """The message an outbox row holds; MalformedRow (a ValueError) if no retry can publish it."""
+    body = bytes(row["body"])
+    event = loads(body)
+    if not isinstance(event, dict) or "id" not in event:
+        raise MalformedRow("the body is not an event with an id")
+    headers = loads(row["headers"]) if row["headers"] else None
+    if headers is not None and not isinstance(headers, dict):
+        raise MalformedRow("the headers are not an object")
+    # Not mandatory: an event nobody subscribes to yet is not an error. The headers carry the
+    # writer's request id and trace context, stored with the row.
+    return Outgoing(row["routing_key"], body, str(event["id"]), headers, mandatory=False)
 
 
 class OutboxRelay:
@@ -129,12 +143,19 @@ class OutboxRelay:
             # The whole batch in flight at once, in id order: the publisher writes publishes in the
             # order they are made and the channel keeps it, so confirms pipeline and the order holds.
             # Waiting for each confirm in turn capped the relay at one round trip per event.
-            sent = [asyncio.ensure_future(self._publish(row)) for row in rows]
-            outcomes = await asyncio.gather(*sent, return_exceptions=True)
+            outcomes: list[BaseException | None] = [None] * len(rows)
+            outgoing: list[Outgoing] = []
+            placed: list[int] = []
+            for index, row in enumerate(rows):
+                try:
+                    outgoing.append(_outgoing(row))
+                    placed.append(index)
+                except ValueError as exc:
+                    outcomes[index] = exc
+            for index, outcome in zip(placed, await self._publisher.publish_all(outgoing)):
+                outcomes[index] = outcome
             for row, outcome in zip(rows, outcomes):
-                if isinstance(outcome, BaseException):
-                    if isinstance(outcome, asyncio.CancelledError):
-                        raise outcome
+                if outcome is not None:
                     if isinstance(outcome, _WAITS_ON):
                         # An outage: this row and the rest wait for the next pass (the consumers
                         # drop by event id any copy that went out all the same).
@@ -159,20 +180,6 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(done)
-
-    async def _publish(self, row: asyncpg.Record) -> None:
-        body = bytes(row["body"])
-        event = loads(body)
-        if not isinstance(event, dict) or "id" not in event:
-            raise MalformedRow("the body is not an event with an id")
-        headers = loads(row["headers"]) if row["headers"] else None
-        if headers is not None and not isinstance(headers, dict):
-            raise MalformedRow("the headers are not an object")
-        # Not mandatory: an event nobody subscribes to yet is not an error.
-        with continuing(headers):
-            await self._publisher.publish(
-                row["routing_key"], body, message_id=str(event["id"]), headers=headers, mandatory=False
-            )
 
     def _strike(self, row_id: int, exc: Exception) -> str | None:
         """The reason to set the row aside now, or None to try it again later."""

@@ -44,10 +44,17 @@ BIDS_REJECTED = Counter(
 )
 BROKER_PUBLISH = Histogram(
     "auction_broker_publish_seconds",
-    "Publish until RabbitMQ's confirm, by routing key.",
+    "Publish until RabbitMQ's confirm, by routing key (`user.*` for every private key).",
     ["routing_key"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+def published(routing_key: str) -> Histogram:
+    """BROKER_PUBLISH for `routing_key`: private keys (`user.<id>`) share one label, so the series
+    do not grow with the number of users."""
+    return BROKER_PUBLISH.labels("user.*" if routing_key.startswith("user.") else routing_key)
+
 
 # --- bid-worker shards ---
 SHARD_BATCH = Histogram(
