@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 _instrumented = False
+# True once a tracer provider exports spans: until then the helpers below skip the propagation work
+# they would do for nothing (a batch of 1,000 messages paid for 1,000 unused links).
+_on = False
 # Broker header: when a message was published (epoch seconds), so a consumer knows how long it waited.
 PUBLISHED_AT = "x-published-at"
 
@@ -29,7 +32,7 @@ def setup_tracing(service: str, otlp_endpoint: str | None, exporter: SpanExporte
     Off, the instrumentations are not even installed: making (unrecorded) spans for every request
     and query cost bid intake far more than the 5 % it may lose to being watched (`make bench`).
     Logs then carry the request id, and a null trace id."""
-    global _instrumented
+    global _instrumented, _on
     if exporter is None and otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -44,6 +47,7 @@ def setup_tracing(service: str, otlp_endpoint: str | None, exporter: SpanExporte
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    _on = True
     if _instrumented:
         return
     _instrumented = True
@@ -58,18 +62,25 @@ def setup_tracing(service: str, otlp_endpoint: str | None, exporter: SpanExporte
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]  # this instrumentation has no annotations
 
 
+_NOTHING = context.Context()
+
+
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
 
 def context_of(headers: Mapping[str, object] | None) -> context.Context:
     """The trace context a message was published in (its `traceparent` header), for a consumer's span."""
+    if not _on:
+        return _NOTHING
     carrier = {k: v for k, v in (headers or {}).items() if isinstance(v, str)}
     return propagate.extract(carrier)
 
 
 def link_to(headers: Mapping[str, object] | None) -> trace.Link | None:
     """A link to the span that published a message, for a span that handles many messages at once."""
+    if not _on:
+        return None
     span_context = trace.get_current_span(context_of(headers)).get_span_context()
     return trace.Link(span_context) if span_context.is_valid else None
 
@@ -77,6 +88,8 @@ def link_to(headers: Mapping[str, object] | None) -> trace.Link | None:
 def inject_trace(headers: MutableMapping[str, Any]) -> None:
     """Add the current trace context (`traceparent`) to a message's headers; nothing when tracing is
     off (the publisher writes its frames itself, so no instrumentation does it there)."""
+    if not _on:
+        return
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     headers.update(carrier)
@@ -86,7 +99,8 @@ def carried() -> dict[str, str]:
     """The request id and trace context of the work at hand, as message headers to store with an
     outbox row (the relay publishes it later, from no request)."""
     headers: dict[str, str] = {}
-    propagate.inject(headers)
+    if _on:
+        propagate.inject(headers)
     if (rid := request_id.current()) is not None:
         headers[request_id.MESSAGE_HEADER] = rid
     return headers
@@ -95,7 +109,7 @@ def carried() -> dict[str, str]:
 @contextmanager
 def continuing(headers: Mapping[str, object] | None) -> Iterator[None]:
     """Work done on behalf of a stored message: under its trace context and request id."""
-    token = context.attach(context_of(headers))
+    token = context.attach(context_of(headers)) if _on else None
     rid_token = request_id.REQUEST_ID.set(None)
     if headers is not None and request_id.MESSAGE_HEADER in headers:
         request_id.adopt(headers)
@@ -103,4 +117,5 @@ def continuing(headers: Mapping[str, object] | None) -> Iterator[None]:
         yield
     finally:
         request_id.REQUEST_ID.reset(rid_token)
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
