@@ -15,6 +15,8 @@ class WorkerSettings:
     # Unacked messages the broker may push per shard; also bounds the next batch.
     prefetch: int = setting("WORKER_PREFETCH", 1000, minimum=1, maximum=65535)
     max_batch: int = setting("WORKER_MAX_BATCH", 1000, minimum=1)
+    # Shard batches applied at once (each in its own transaction); the other shards gather theirs.
+    concurrent_batches: int = setting("WORKER_CONCURRENT_BATCHES", 2, minimum=1, maximum=64)
     # Names this worker on the roster and in `bids.processed_by`.
     worker_id: str = setting("WORKER_ID", f"{socket.gethostname()}:{os.getpid()}")
     # GET /health for probes on this port; off when unset.

@@ -71,6 +71,10 @@ class BidWorker:
         self.ended = 0
         self.batches = 0
         self.shard_restarts = 0
+        # Batches in their transaction at once, over all shards: a shard waiting for a turn gathers
+        # a fuller batch meanwhile, and one batch costs the database and the outbox about the same
+        # whatever its size.
+        self._turns = asyncio.Semaphore(worker.concurrent_batches)
         self._connection: AbstractRobustConnection | None = None
         self._pool: asyncpg.Pool | None = None
         self._publisher: Publisher | None = None
@@ -219,12 +223,13 @@ class BidWorker:
                 await shard.release(self._connection, self.worker.prefetch)
                 observed.handed_over(shard.index)
                 continue
-            batch = shard.take_batch(first, self.worker.max_batch)
-            # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
-            shard.current = asyncio.ensure_future(
-                observed.batch(shard.index, batch, shard.inbox.empty, self._handle(shard, batch))
-            )
-            await asyncio.shield(shard.current)
+            async with self._turns:
+                batch = shard.take_batch(first, self.worker.max_batch)
+                # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
+                shard.current = asyncio.ensure_future(
+                    observed.batch(shard.index, batch, shard.inbox.empty, self._handle(shard, batch))
+                )
+                await asyncio.shield(shard.current)
 
     async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
         assert self._applier is not None and self._dead is not None
