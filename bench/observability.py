@@ -222,14 +222,14 @@ async def _one(
     run.exports, run.spans = sink.reset()
     run.expected_count = warm.count(202) + result.count(202)
     ports = stack.metrics_ports
+    if not config.metrics and ports:
+        run.problems.append(f"metrics served with observability off: {ports}")
     if config.metrics and round_ >= 0:  # the settling run's processes have counted earlier sections too
         run.counted = await _gateway_count(session, ports["gateway"])
         if run.counted != run.expected_count:
             run.problems.append(
                 f"the gateway's metrics counted {run.counted} POST /v1/bid 202s, hey got {run.expected_count}"
             )
-    elif ports:
-        run.problems.append(f"metrics served with observability off: {ports}")
     if config.tracing and run.spans == 0:
         run.problems.append("no span reached the sink")
     if not config.tracing and run.spans:
