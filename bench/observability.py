@@ -105,7 +105,9 @@ class Observability:
     def problems(self) -> list[str]:
         runs = [*self.runs, *([self.settling] if self.settling else [])]
         return [
-            f"{r.label}, round {r.round + 1}: {p}" for r in runs for p in [*r.settle.problems, *r.problems]
+            f"{r.label}, {f'round {r.round + 1}' if r.round >= 0 else 'settling run'}: {p}"
+            for r in runs
+            for p in [*r.settle.problems, *r.problems]
         ]
 
 
