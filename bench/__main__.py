@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): start the stack, measure every section, stop it, write the report.
 
 BENCH_QUICK=1 runs tiny sizes in seconds (CI runs it so the harness cannot rot); BENCH_ONLY picks
-sections (intake, drain, fanout, memory); BENCH_OUT is the directory for the report and chart
+sections (intake, drain, fanout, memory, ends, observability); BENCH_OUT is the directory for the report and chart
 (default: BENCHMARKS.md at the top of the checkout for a full run, bench/results/<mode>/ otherwise);
 BENCH_PROFILE=DIR keeps py-spy profiles of the busy services there; BENCH_LOGS=DIR keeps the logs.
 Exit status 1 means a correctness check failed (a bug), never that a target was missed.
@@ -29,7 +29,7 @@ import psutil
 
 from tests.support.processes import ROOT
 
-from . import drain, ends, fanout, fixed_rate, intake, report, soak
+from . import drain, ends, fanout, fixed_rate, intake, observability, report, soak
 from .api import Account, PublicApi
 from .memory import MemoryWatch
 from .plan import SECTIONS, Plan
@@ -239,11 +239,28 @@ async def run_sections(
             memory,
             work_dir,
         )
+    if "observability" in plan.sections:
+        # Last: it restarts the stack in each configuration and leaves it in the last one.
+        print("what watching costs (report section 5): metrics and tracing on and off", flush=True)
+        memory.read()  # the peaks of the processes as they ran until now; the restarted ones are not watched
+        started = time.monotonic()
+        results.observability = await observability.measure(
+            stack,
+            api.session,
+            seller,
+            bidder,
+            plan.observability_rounds,
+            plan.observability_seconds,
+            plan.observability_concurrency,
+            plan.observability_warmup,
+            work_dir,
+        )
+        print(f"  observability section: {time.monotonic() - started:.0f} s", flush=True)
 
 
 def main() -> int:
     plan = Plan.from_env()
-    if {"intake", "memory"} & set(plan.sections) and shutil.which("hey") is None:
+    if {"intake", "memory", "observability"} & set(plan.sections) and shutil.which("hey") is None:
         print(
             "make bench needs hey (the original project's load tool): apt-get install -y hey", file=sys.stderr
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-SECTIONS = ("intake", "drain", "fanout", "memory", "ends")
+SECTIONS = ("intake", "drain", "fanout", "memory", "ends", "observability")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class Plan:
     fixed_rate_seconds: float = 30.0
     # 5. offers ending in the same second (end lateness).
     ending_offers: int = 1000
+    # Report section 5, what watching costs: rounds of the three configurations, seconds and
+    # concurrency of each hey run, requests of its warm-up (about 25 s a run with the restart).
+    observability_rounds: int = 3
+    observability_seconds: float = 12.0
+    observability_concurrency: int = 100
+    observability_warmup: int = 500
 
     @classmethod
     def full(cls) -> Plan:
@@ -62,6 +68,10 @@ class Plan:
             fixed_rate_rps=20.0,
             fixed_rate_seconds=2.0,
             ending_offers=50,
+            observability_rounds=1,
+            observability_seconds=1.0,
+            observability_concurrency=10,
+            observability_warmup=20,
         )
 
     @classmethod

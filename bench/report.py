@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from . import fixed_rate
+from . import fixed_rate, observability
 from .hey import PERCENTILES
 from .plan import SECTIONS
 from .results import MB, Results, ms
@@ -309,6 +309,8 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         add("```\n")
     elif "memory" in p.sections:
         add("The steady-load run did not complete.\n")
+
+    out.extend(observability.markdown(results.observability, p.quick))
 
     add("## Chart\n")
     if chart is not None:

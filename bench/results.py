@@ -14,6 +14,7 @@ from .ends import TARGET_SECONDS, EndsRun
 from .fanout import FanoutPair
 from .fixed_rate import CEILINGS, STACK, FixedRate
 from .intake import IntakeRun
+from .observability import SHIPPED, TARGET, Observability
 from .plan import Plan
 from .soak import Soak
 
@@ -52,6 +53,7 @@ class Results:
     fanout: list[FanoutPair] = field(default_factory=list)
     soak: Soak | None = None
     ends: EndsRun | None = None
+    observability: Observability | None = None
     peaks: dict[str, int] = field(default_factory=dict)
     reproduce: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -114,6 +116,16 @@ class Results:
         for error in self.errors:
             out.append(Check("the harness ran every section", False, error))
         out += self._ends_check()
+        if self.observability is not None:
+            problems = self.observability.problems
+            out.append(
+                Check(
+                    "observability: every 202 bid applied once; the metrics counted every 202 where on, "
+                    "spans reached the sink where tracing was on, none elsewhere",
+                    not problems,
+                    "; ".join(problems),
+                )
+            )
         return out
 
     def _ends_check(self) -> list[Check]:
@@ -192,6 +204,8 @@ class Results:
                     self.ends.ok and self.ends.p99 <= TARGET_SECONDS,
                 )
             )
+        if self.observability is not None:
+            out.append(self._observability_target(self.observability))
         if self.peaks:
             worst = max(self.peaks, key=lambda k: self.peaks[k])
             out.append(
@@ -214,6 +228,19 @@ class Results:
                 )
             )
         return out
+
+    @staticmethod
+    def _observability_target(run: Observability) -> Target:
+        """Issue 12: being watched as shipped may cost intake at most 5 % (median over the rounds)."""
+        ratios = run.rps_ratios(SHIPPED)
+        spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+        median = run.shipped_rps_ratio
+        return Target(
+            f"intake rps as shipped (metrics on, tracing off) vs observability off, {len(ratios)} round(s)",
+            f"{median:.2f}×{spread}",
+            f"≥ {TARGET}×",
+            None if math.isnan(median) else median >= TARGET,
+        )
 
     def _intake_targets(self) -> list[Target]:
         out = []

@@ -51,13 +51,39 @@ class BenchStack:
         self._own_logs = log_dir is None
         self.log_dir = Path(tempfile.mkdtemp(prefix="auction-bench-")) if log_dir is None else log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.stack = Stack(env_of(self.settings, JWT_TTL_SECONDS=str(TOKEN_TTL_SECONDS)), self.log_dir)
+        self.stack = self._new_stack(metrics=True)
         self.workers: list[ServiceProcess] = []
         self.pipeline: list[ServiceProcess] = []
         # The bare pipeline's own exchanges and queues, beside the stack's.
         self.pipeline_settings = replace(self.settings, amqp_prefix=f"{self.settings.amqp_prefix}_bare")
         self.pool: asyncpg.Pool | None = None
         self._prepared = False
+
+    def _new_stack(self, *, metrics: bool, **env: str) -> Stack:
+        """As shipped (make run, compose, Kubernetes), every process serves its metrics on a port of
+        its own; `metrics=False` leaves METRICS_PORT unset, which also turns the HTTP metrics off."""
+        stack = Stack(env_of(self.settings, JWT_TTL_SECONDS=str(TOKEN_TTL_SECONDS), **env), self.log_dir)
+        stack.metrics = {} if metrics else None
+        return stack
+
+    def restart(self, *, metrics: bool, **env: str) -> None:
+        """Stop the services and workers and start them again (two workers) with `env` added and the
+        metrics on or off: same database, broker names, secret and accounts; new ports, so
+        `gateway_url` changes. The baselines that run go on running."""
+        self.stop_workers()
+        for proc in self.stack.processes:
+            if proc.module in SERVICES:
+                proc.terminate()
+        old = self.stack
+        self.stack = self._new_stack(metrics=metrics, **env)
+        self.stack.processes = [p for p in old.processes if p.proc.poll() is None]
+        self.stack.start_services()
+        self.start_workers(2, "bid-worker")
+
+    @property
+    def metrics_ports(self) -> dict[str, int]:
+        """Process name -> its METRICS_PORT; empty when the metrics are off."""
+        return dict(self.stack.metrics or {})
 
     @property
     def gateway_url(self) -> str:
@@ -76,15 +102,13 @@ class BenchStack:
 
     def start_workers(self, count: int, prefix: str) -> list[ServiceProcess]:
         """Start `count` workers at the same moment, so no one of them takes every shard first."""
-        started = [
-            ServiceProcess(
-                "bid_worker",
-                dict(self.stack.env, WORKER_ID=f"{prefix}{i + 1}"),
-                self.log_dir,
-                name=f"{prefix}{i + 1}-{uuid.uuid4().hex[:4]}",
-            )
-            for i in range(count)
-        ]
+        started = []
+        for i in range(count):
+            name = f"{prefix}{i + 1}-{uuid.uuid4().hex[:4]}"
+            env = dict(self.stack.env, WORKER_ID=f"{prefix}{i + 1}")
+            if self.stack.metrics is not None:
+                env["METRICS_PORT"] = str(self.stack.metrics.setdefault(name, free_port()))
+            started.append(ServiceProcess("bid_worker", env, self.log_dir, name=name))
         self.stack.processes.extend(started)
         for proc in started:
             proc.wait_for_line("consuming", timeout=300)

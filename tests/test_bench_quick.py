@@ -28,6 +28,7 @@ SECTIONS = (
     "### The worker alone",
     "## 3. Live fan-out",
     "## 4. Memory",
+    "## 5. What watching costs",
     "## Chart",
     "## What the profiles found",
 )
@@ -74,6 +75,8 @@ def test_the_quick_bench_measures_every_section_and_its_checks_pass(tmp_path: Pa
         "gateway hub",
         "bare broadcast",
         "RSS after warm-up",
+        "observability off",
+        "tracing on",
     ):
         assert figure in report, f"{figure!r} missing from the report"
     chart = tmp_path / "latency-percentiles.png"

@@ -184,7 +184,8 @@ class Settings:
     )
     # `json`: one JSON object per line (service, level, request id, trace id); `console`: readable.
     log_format: str = setting("LOG_FORMAT", "json", clean=str.lower, choices=("json", "console"))
-    # GET /metrics (Prometheus) on this port, never the public one; 0: not served.
+    # GET /metrics (Prometheus) on this port, never the public one; 0: not served, and HTTP requests
+    # are not even counted (the few counters of the bid path still are, unread).
     metrics_port: int = setting("METRICS_PORT", 0, minimum=0, maximum=65535)
     # OTLP/HTTP collector base URL (e.g. http://jaeger:4318): spans are exported only when set.
     otlp_endpoint: str = setting("OTEL_EXPORTER_OTLP_ENDPOINT", "", clean=_url)

@@ -12,7 +12,7 @@ from aiohttp import web
 from .config import ConfigError, Settings
 from .known_users import KnownUsers, known_user_middleware
 from .observability import observe
-from .observability.metrics import http_metrics_middleware
+from .observability.metrics import http_middlewares
 from .observability.request_id import request_id_middleware
 from .problems import Problem, problem_middleware
 from .tokens import Identity, authenticate
@@ -33,7 +33,7 @@ def base_app(settings: Settings, **kwargs: Any) -> web.Application:
         middlewares=[
             # Outermost: the request id and the metrics see the answer the client gets.
             request_id_middleware,
-            http_metrics_middleware,
+            *http_middlewares(settings.metrics_port, settings.log_level),
             problem_middleware,
             known_user_middleware(settings.jwt_secret, KnownUsers(settings.known_user_ttl_seconds)),
             *kwargs.pop("middlewares", []),

@@ -1,10 +1,12 @@
-"""Metrics of a real stack: after a known sequence each counter moved by exactly what happened, and no
-/metrics answers on a public port."""
+"""Metrics of a real stack: after a known sequence each counter moved by exactly what happened (bids,
+rejections, dead letters, slow watchers; auction ends summed over two workers), and no /metrics
+answers on a public port."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import aio_pika
@@ -13,10 +15,11 @@ import pytest
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
+from bid_worker.settings import WorkerSettings
 from tests.live.test_live_updates import EventPublisher, big_offer_created
 from tests.ops.conftest import Samples, judged_bid, moved, scrape
 from tests.support.api import Api
-from tests.support.environment import env_of
+from tests.support.environment import PG_BASE, env_of, prepare, tear_down
 from tests.support.processes import Stack
 from tests.support.waiting import wait_until
 from tests.support.watch import Watch
@@ -31,6 +34,30 @@ def observed(own_settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     try:
         stack.start_services()
         stack.start_worker("metrics-w1")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def own_database(own_settings: Settings) -> AsyncIterator[Settings]:
+    """A database of this test's own too: the workers' closers end every due offer of their database,
+    and the run's shared one holds offers other tests left live past their end."""
+    own = replace(own_settings, database_url=f"{PG_BASE}/auction_test_ends_{uuid.uuid4().hex[:10]}")
+    await prepare(own)
+    yield own
+    await tear_down(own)
+
+
+@pytest.fixture
+def two_workers(own_database: Settings, tmp_path: Path) -> Iterator[Stack]:
+    # The shipped grace, named here: the lateness the test expects follows from it.
+    stack = Stack(env_of(own_database, END_GRACE_SECONDS="2"), tmp_path)
+    stack.metrics = {}
+    try:
+        stack.start_services()
+        stack.start_worker("ends-w1")
+        stack.start_worker("ends-w2")
         yield stack
     finally:
         stack.stop()
@@ -141,3 +168,87 @@ async def test_metrics_are_not_served_on_any_public_port(observed: Stack) -> Non
             assert port not in observed.ports.values()
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 assert resp.status == 200 and "auction_http_requests" in await resp.text(), name
+
+
+def over_workers(scrapes: dict[str, Samples], name: str, **labels: str) -> float:
+    """A sample summed over every bid-worker process and over its other labels, as a dashboard sums."""
+    wanted = set(labels.items())
+    return sum(
+        value
+        for process, samples in scrapes.items()
+        if process.startswith("ends-w")
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and wanted <= set(sample_labels)
+    )
+
+
+async def test_auction_end_metrics_count_each_offer_that_ended_by_its_time_once(
+    two_workers: Stack, own_database: Settings
+) -> None:
+    stack = two_workers
+    grace = WorkerSettings.from_env(stack.env).end_grace_seconds
+    async with aiohttp.ClientSession() as http:
+        api = Api(http, stack.gateway_url)
+        seller, bidder = await api.accounts(2)
+        before = every(stack)
+
+        # Four offers end by their time: two sold (one meets its reserve, one has none), one whose
+        # leader stays below the reserve, one nobody bid on. Two do not: one the seller accepts
+        # before its end, one whose end is far off.
+        ending = {
+            "sold at its reserve": await api.create_offer(seller, bid_price=10, reserve_price=20, lifetime=8),
+            "sold without a reserve": await api.create_offer(seller, bid_price=10, lifetime=8),
+            "reserve not met": await api.create_offer(seller, bid_price=10, reserve_price=50, lifetime=8),
+            "no bids": await api.create_offer(seller, bid_price=10, lifetime=8),
+        }
+        accepted = await api.create_offer(seller, bid_price=10, lifetime=600)
+        still_open = await api.create_offer(seller, bid_price=10, lifetime=600)
+        for name, price in (
+            ("sold at its reserve", 25),
+            ("sold without a reserve", 15),
+            ("reserve not met", 20),
+        ):
+            assert (await judged_bid(api, bidder, ending[name]["id"], price))["status"] == "leading"
+        leader = await judged_bid(api, bidder, accepted["id"], 12)
+        assert (await api.put(seller, f"/v1/bid/{leader['id']}"))[0] == 200
+
+        async def ended() -> dict[str, dict] | None:
+            seen = {name: (await api.get(seller, f"/v1/offer/{o['id']}"))[1] for name, o in ending.items()}
+            return seen if all(o["status"] != "live" for o in seen.values()) else None
+
+        final = await wait_until(ended, 60, "the four offers ended by the closers")
+        # The counter moves right after the closing transaction commits, which the API shows first.
+        await wait_until(
+            lambda: (
+                over_workers(every(stack), "auction_ends_fired_total")
+                - over_workers(before, "auction_ends_fired_total")
+                >= len(ending)
+            ),
+            30,
+            "the ends counted",
+        )
+        after = every(stack)
+        others = {
+            name: (await api.get(seller, f"/v1/offer/{o['id']}"))[1]
+            for name, o in (("accepted", accepted), ("open", still_open))
+        }
+
+    outcome = {name: (o["status"], o["end_reason"]) for name, o in final.items()}
+    assert outcome == {
+        "sold at its reserve": ("sold", "ended"),
+        "sold without a reserve": ("sold", "ended"),
+        "reserve not met": ("ended", "reserve_not_met"),
+        "no bids": ("ended", "no_bids"),
+    }
+    assert (others["accepted"]["status"], others["accepted"]["end_reason"]) == ("sold", "accepted")
+    assert others["open"]["status"] == "live"
+
+    def delta(name: str, **labels: str) -> float:
+        return over_workers(after, name, **labels) - over_workers(before, name, **labels)
+
+    assert delta("auction_ends_fired_total") == 4
+    assert delta("auction_end_lateness_seconds_count") == 4
+    assert delta("auction_end_lateness_seconds_bucket", le="+Inf") == 4
+    # A close is applied only once the database clock is past ends_at + the grace (2 s): never earlier.
+    assert delta("auction_end_lateness_seconds_sum") >= 4 * grace
+    assert delta("auction_end_lateness_seconds_bucket", le="1.0") == 0

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger("auction_shared.requests")
@@ -160,6 +161,12 @@ def _timed(method: str, route: str) -> Histogram:
     return child
 
 
+def _route_of(request: web.Request) -> tuple[str, str]:
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    return (request.method if request.method in METHODS else "OTHER"), route
+
+
 @web.middleware
 async def http_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Counts and times every request by its route template (never the raw path: ids would explode
@@ -174,10 +181,33 @@ async def http_metrics_middleware(request: web.Request, handler: Handler) -> web
         status = exc.status
         raise
     finally:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        method = request.method if request.method in METHODS else "OTHER"
+        method, route = _route_of(request)
         _answered(method, route, status).inc()
         _timed(method, route).observe(time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):  # a line per request costs intake throughput: DEBUG only
             log.debug("%s %s answered %d", method, route, status)
+
+
+@web.middleware
+async def request_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """DEBUG's line per request, for a process whose HTTP metrics are off (no METRICS_PORT)."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        method, route = _route_of(request)
+        log.debug("%s %s answered %d", method, route, status)
+
+
+def http_middlewares(metrics_port: int, log_level: str) -> list[Middleware]:
+    """The HTTP metrics only where someone can read them: with no METRICS_PORT nothing serves them, so
+    a request is neither counted nor timed (`make bench`'s observability section measures what that
+    saves). DEBUG keeps its line per request either way."""
+    if metrics_port:
+        return [http_metrics_middleware]
+    return [request_log_middleware] if log_level == "DEBUG" else []
