@@ -14,14 +14,17 @@ from auction_shared.housekeeping import periodically
 from auction_shared.web import base_app
 
 from . import store
-from .intake import OFFER_CACHE
+from .intake import OFFER_CACHE, PENDING
 from .offer_cache import OfferCache
+from .pending import PendingRecords
 from .routes import setup_routes
 
 
 async def _offer_cache(app: web.Application) -> AsyncIterator[None]:
     app[OFFER_CACHE] = OfferCache(app[DB_POOL])
+    app[PENDING] = PendingRecords(app[DB_POOL])
     yield
+    await app[PENDING].close()
 
 
 log = logging.getLogger(__name__)

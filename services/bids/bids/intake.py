@@ -35,10 +35,12 @@ from auction_shared.web import SETTINGS, identity
 
 from . import store
 from .offer_cache import OfferCache
+from .pending import PendingRecords
 
 log = logging.getLogger(__name__)
 
 OFFER_CACHE = web.AppKey("offer_cache", OfferCache)
+PENDING = web.AppKey("pending_records", PendingRecords)
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -104,7 +106,7 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
     timeout = request.app[SETTINGS].dependency_timeout
     try:
         async with asyncio.timeout(timeout):  # bounds the await without a task per bid (wait_for)
-            await store.record_pending(pool, bid)
+            await request.app[PENDING].record(bid)
     except Exception:  # a failed record only delays the bid's reads, never its queueing
         log.warning("bid %s not recorded pending", bid.bid_id, exc_info=True)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -53,18 +54,23 @@ async def forget_expired_requests(pool: asyncpg.Pool) -> int:
     return int(status.split()[-1])
 
 
-async def record_pending(pool: asyncpg.Pool, bid: BidPlaced) -> None:
-    """The bid about to be queued, readable at once (a retry's second record changes nothing)."""
+async def record_pending(pool: asyncpg.Pool, bids: Sequence[BidPlaced]) -> None:
+    """The bids about to be queued, readable at once, in one statement (a retry's second record of a
+    bid changes nothing)."""
     await pool.execute(
         "INSERT INTO bids (id, offer_id, user_id, username, bid_price, max_price, placed_at, status,"
-        " processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL) ON CONFLICT (id) DO NOTHING",
-        bid.bid_id,
-        bid.offer_id,
-        bid.user_id,
-        bid.username,
-        bid.bid_price,
-        bid.max_price,
-        bid.placed_at,
+        " processed_at)"
+        " SELECT id, offer_id, user_id, username, bid_price, max_price, placed_at, 'pending', NULL"
+        " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::numeric[],"
+        " $7::timestamptz[]) AS b(id, offer_id, user_id, username, bid_price, max_price, placed_at)"
+        " ON CONFLICT (id) DO NOTHING",
+        [b.bid_id for b in bids],
+        [b.offer_id for b in bids],
+        [b.user_id for b in bids],
+        [b.username for b in bids],
+        [b.bid_price for b in bids],
+        [b.max_price for b in bids],
+        [b.placed_at for b in bids],
     )
 
 

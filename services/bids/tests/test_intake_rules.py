@@ -152,7 +152,7 @@ async def test_the_pending_record_keeps_a_final_row_the_worker_wrote_first(world
     )
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
     try:
-        await record_pending(pool, placed)
+        await record_pending(pool, [placed])
     finally:
         await pool.close()
     assert await db.fetchval("SELECT status FROM bids WHERE id = $1", placed.bid_id) == "leading"
