@@ -25,7 +25,12 @@ def describe(url: str) -> str:
 
 
 async def create_pool(
-    settings: Settings, *, min_size: int = 2, max_size: int = 10, attempts: int = 30
+    settings: Settings,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    attempts: int = 30,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     return await retry(
         lambda: asyncpg.create_pool(
@@ -34,6 +39,7 @@ async def create_pool(
             max_size=max_size,
             command_timeout=settings.dependency_timeout,
             timeout=settings.dependency_timeout,
+            server_settings=server_settings,
         ),
         on=DATABASE_REFUSED,
         backoff=Backoff(0.2, 2.0),
@@ -44,9 +50,11 @@ async def create_pool(
     )
 
 
-def database(settings: Settings, **pool_options: int) -> Callable[[web.Application], AsyncIterator[None]]:
+def database(
+    settings: Settings, *, min_size: int = 2, max_size: int = 10
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        pool = await create_pool(settings, **pool_options)
+        pool = await create_pool(settings, min_size=min_size, max_size=max_size)
         app[DB_POOL] = pool
         yield
         await pool.close()

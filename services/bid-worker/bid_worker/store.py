@@ -38,7 +38,7 @@ async def lock_offers(
         " o.highest_bidder, o.leader_id, o.leader_max_price, o.runner_up_max_price, o.bid_count,"
         " o.version, o.created_by_id, lb.bid_price AS leader_bid_price, now() AS now"
         " FROM offers o LEFT JOIN bids lb ON lb.id = o.highest_bid_id"
-        " WHERE o.id = ANY($1::uuid[]) ORDER BY o.id FOR UPDATE OF o",
+        " WHERE o.id = ANY($1::uuid[]) ORDER BY o.id FOR NO KEY UPDATE OF o",
         list(offer_ids),
     )
     now: datetime = rows[0]["now"] if rows else await conn.fetchval("SELECT now()")

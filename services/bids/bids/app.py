@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from auction_shared.broker import broker, declare_bid_pipeline
 from auction_shared.config import Settings
-from auction_shared.db import DB_POOL, database
+from auction_shared.db import DB_POOL, create_pool, database
 from auction_shared.housekeeping import periodically
 from auction_shared.web import base_app
 
@@ -20,11 +20,19 @@ from .pending import PendingRecords
 from .routes import setup_routes
 
 
-async def _offer_cache(app: web.Application) -> AsyncIterator[None]:
-    app[OFFER_CACHE] = OfferCache(app[DB_POOL])
-    app[PENDING] = PendingRecords(app[DB_POOL])
-    yield
-    await app[PENDING].close()
+def _intake_parts(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[OFFER_CACHE] = OfferCache(app[DB_POOL])
+        # Pending rows commit without waiting for their WAL flush (pending.py says why that is safe).
+        pending_pool = await create_pool(
+            settings, min_size=1, max_size=2, server_settings={"synchronous_commit": "off"}
+        )
+        app[PENDING] = PendingRecords(pending_pool)
+        yield
+        await app[PENDING].close()
+        await pending_pool.close()
+
+    return ctx
 
 
 log = logging.getLogger(__name__)
@@ -44,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database(settings, min_size=4, max_size=20))
     # The bids service declares the pipeline too, so a bid is never published before its queues exist.
     app.cleanup_ctx.append(broker(settings, declare=declare_bid_pipeline))
-    app.cleanup_ctx.append(_offer_cache)
+    app.cleanup_ctx.append(_intake_parts(settings))
     app.cleanup_ctx.append(
         periodically(_forget_expired_keys, FORGET_KEYS_EVERY_SECONDS, "forget expired Idempotency-Keys")
     )

@@ -6,6 +6,12 @@ commit and a WAL flush for every bid. Here the first bid is written at once, alo
 arrives while a write is in flight waits for the next write, which takes them all in one statement:
 at low rates nothing waits longer than before, under load the commits are shared (group commit).
 
+The rows are written on connections with `synchronous_commit = off`: a write returns at its commit,
+without waiting for the WAL flush (the bid's durable copy is the broker's, confirmed before the
+202). A PostgreSQL crash can lose the last fraction of a second of pending rows: those bids are
+then not readable until the worker writes their rows from the queue, as for a bid whose record
+failed. Idempotency-Keys and everything else stay on synchronous commits.
+
 One write is in flight at a time per process. A failed write fails every bid of its group; each
 caller decides what that means (intake logs it and queues the bid all the same).
 """

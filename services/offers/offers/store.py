@@ -109,7 +109,9 @@ async def lock_for_sale(
     """Lock the offer (the bid-worker takes the same lock for each batch and for the close, so the
     three take turns), then read the bid; and whether its end has passed by the database's clock,
     read after the lock was granted."""
-    offer = await conn.fetchrow(f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1 FOR UPDATE", offer_id)
+    offer = await conn.fetchrow(
+        f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1 FOR NO KEY UPDATE", offer_id
+    )
     past_end = await conn.fetchval("SELECT $1::timestamptz <= clock_timestamp()", offer["ends_at"])
     bid = await conn.fetchrow(f"SELECT {BID_COLUMNS} FROM bids WHERE id = $1", bid_id)
     return offer, bid, bool(past_end)
