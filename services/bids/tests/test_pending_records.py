@@ -13,7 +13,7 @@ import pytest
 
 from auction_shared.events import BidPlaced
 from bids.pending import PendingRecords
-from tests.support.inprocess import accounts, new_offer
+from tests.support.inprocess import accounts, new_offer, place_bid
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -82,3 +82,25 @@ async def test_a_row_the_database_refuses_fails_only_its_own_bid(world, db, sett
     statuses = await db.fetch("SELECT status FROM bids WHERE id = ANY($1::uuid[])", [b.bid_id for b in good])
     assert [r["status"] for r in statuses] == ["pending"] * 20
     assert await db.fetchval("SELECT count(*) FROM bids WHERE id = $1", orphan.bid_id) == 0
+
+
+async def test_a_bid_is_recorded_and_queued_while_a_worker_batch_holds_its_offer(world, settings, db):
+    """The worker locks a batch's offers for its whole transaction; a pending row's foreign-key check
+    must not wait for that (it did, with FOR UPDATE: every bid waited for the batch before it)."""
+    owner, bidder = await accounts(world.auth, "pend-owner3", "pend-bidder3")
+    offer = await new_offer(world, owner)
+    holder = await asyncpg.connect(settings.database_url)
+    try:
+        batch = holder.transaction()
+        await batch.start()
+        # The bid-worker's lock (bid_worker/store.py lock_offers).
+        await holder.execute("SELECT 1 FROM offers WHERE id = $1 FOR NO KEY UPDATE", uuid.UUID(offer["id"]))
+        # A bound on the wait only turns a hang into a failure here.
+        status, placed, _ = await asyncio.wait_for(place_bid(world, bidder, offer["id"], 5), timeout=30)
+        assert status == 202
+        assert (
+            await db.fetchval("SELECT status FROM bids WHERE id = $1", uuid.UUID(placed["id"])) == "pending"
+        )
+        await batch.rollback()
+    finally:
+        await holder.close()

@@ -193,7 +193,7 @@ async def test_ownership_is_checked_before_the_offers_lock_is_taken(world, setti
     try:
         held = holder.transaction()
         await held.start()
-        await holder.execute("SELECT 1 FROM offers WHERE id = $1 FOR UPDATE", uuid.UUID(offer["id"]))
+        await holder.execute("SELECT 1 FROM offers WHERE id = $1 FOR NO KEY UPDATE", uuid.UUID(offer["id"]))
         # Strangers (the bidder themselves, anyone) are refused while the lock is held: they never wait
         # for it. A bound on the wait only turns a hang into a failure here.
         for stranger in (alice, eve):
@@ -206,7 +206,7 @@ async def test_ownership_is_checked_before_the_offers_lock_is_taken(world, setti
             return bool(
                 await db.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%FOR NO KEY UPDATE%'"
                 )
             )
 
