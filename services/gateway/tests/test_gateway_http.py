@@ -86,7 +86,7 @@ async def silent_upstream(received: list[bytes]) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-async def test_an_upstream_that_never_answers_is_a_503_after_the_dependency_timeout(settings):
+async def test_an_upstream_that_never_answers_is_a_503_after_twice_the_dependency_timeout(settings):
     received: list[bytes] = []
     async with silent_upstream(received) as url:
         async with running_world(settings, bids_url=url, dependency_timeout=0.5) as w:
@@ -100,7 +100,8 @@ async def test_an_upstream_that_never_answers_is_a_503_after_the_dependency_time
     # The gateway did send the request on and waited out the timeout for an answer: a 503 at once
     # (say, a refused connection) would not have reached the upstream or would come sooner.
     assert received and received[0].startswith(f"GET /v1/bid/{bid_id} ".encode())
-    assert waited >= 0.5
+    # Twice: the service may wait on two dependencies in turn, and its own answer is the one to give.
+    assert waited >= 2 * 0.5
 
 
 @pytest.mark.parametrize(
