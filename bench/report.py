@@ -194,7 +194,9 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     add(
         "Time from hey's end until the offer's `bid_count` equals the number of 202s, then a check that "
         "each bid is a row once, exactly one leads and the price is the one sent (every hey request "
-        "carries the same price, so the first bid processed leads and the rest are too low).\n"
+        "carries the same price, so the first bid processed leads and the rest are too low). A bid "
+        "answered 503 may or may not have been queued (docs/API.md), so the count may exceed the 202s "
+        "by at most the 503s; the 503s themselves are the non-2xx target's.\n"
     )
     if results.intake:
         add(
