@@ -167,41 +167,36 @@ def _route_of(request: web.Request) -> tuple[str, str]:
     return (request.method if request.method in METHODS else "OTHER"), route
 
 
-@web.middleware
-async def http_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts and times every request by its route template (never the raw path: ids would explode
-    the label set). Sits outside the problem middleware, so it sees the status the client got."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        method, route = _route_of(request)
-        _answered(method, route, status).inc()
-        _timed(method, route).observe(time.perf_counter() - started)
-        if log.isEnabledFor(logging.DEBUG):  # a line per request costs intake throughput: DEBUG only
-            log.debug("%s %s answered %d", method, route, status)
+def _requests_middleware(measured: bool) -> Middleware:
+    """The middleware that sees the status each client got (it sits outside the problem middleware):
+    measured, it counts and times every request by its route template (never the raw path: ids would
+    explode the label set); either way DEBUG logs a line per request."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            method, route = _route_of(request)
+            if measured:
+                _answered(method, route, status).inc()
+                _timed(method, route).observe(time.perf_counter() - started)
+            if log.isEnabledFor(logging.DEBUG):  # a line per request costs intake throughput: DEBUG only
+                log.debug("%s %s answered %d", method, route, status)
+
+    return middleware
 
 
-@web.middleware
-async def request_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """DEBUG's line per request, for a process whose HTTP metrics are off (no METRICS_PORT)."""
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        method, route = _route_of(request)
-        log.debug("%s %s answered %d", method, route, status)
+http_metrics_middleware = _requests_middleware(measured=True)
+# DEBUG's line per request, for a process whose HTTP metrics are off (no METRICS_PORT).
+request_log_middleware = _requests_middleware(measured=False)
 
 
 def http_middlewares(metrics_port: int, log_level: str) -> list[Middleware]:
