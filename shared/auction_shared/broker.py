@@ -304,8 +304,10 @@ class Publisher:
                     raise aio_pika.exceptions.ChannelInvalidStateError("the publisher's channel is closed")
                 confirmed = await self._current(channel)
                 try:
-                    await confirmed.publish(
-                        self.exchange_name, routing_key, body, properties, mandatory=mandatory
+                    await (
+                        await confirmed.submit(
+                            self.exchange_name, routing_key, body, properties, mandatory=mandatory
+                        )
                     )
                 except asyncio.CancelledError:
                     # A channel closed without a reason rejects its confirmations with CancelledError:

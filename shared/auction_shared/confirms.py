@@ -49,18 +49,6 @@ class ConfirmedChannel:
     def is_closed(self) -> bool:
         return self.channel.is_closed
 
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        properties: commands.Basic.Properties,
-        *,
-        mandatory: bool,
-    ) -> object:
-        """Send the message with the next batch; return the broker's ack, or raise its refusal."""
-        return await (await self.submit(exchange, routing_key, body, properties, mandatory=mandatory))
-
     async def submit(
         self,
         exchange: str,
