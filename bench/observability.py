@@ -133,38 +133,29 @@ async def measure(
     async with TraceSink() as sink:
         # The first run after the stack starts was the slowest, whatever it measured (fresh database
         # and queues): one run on the stack as it is (as shipped) takes that, and is not reported.
-        out.settling = await _one(
-            stack,
-            session,
-            sink,
-            CONFIGS[1],
-            -1,
-            seller,
-            bidder,
-            seconds,
-            concurrency,
-            warmup_requests,
-            work_dir,
-        )
+        async def one(config: Config, round_index: int) -> ObservedRun:
+            return await _one(
+                stack,
+                session,
+                sink,
+                config,
+                round_index,
+                seller,
+                bidder,
+                seconds,
+                concurrency,
+                warmup_requests,
+                work_dir,
+            )
+
+        out.settling = await one(CONFIGS[1], -1)
         print(f"  settling run on the stack as started: {out.settling.result.rps:.0f} rps", flush=True)
         for n in range(rounds):
             for config in order_of(n):
                 env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint} if config.tracing else {}
                 # In a thread: the sink must answer while the processes start.
                 await asyncio.to_thread(functools.partial(stack.restart, metrics=config.metrics, **env))
-                run = await _one(
-                    stack,
-                    session,
-                    sink,
-                    config,
-                    n,
-                    seller,
-                    bidder,
-                    seconds,
-                    concurrency,
-                    warmup_requests,
-                    work_dir,
-                )
+                run = await one(config, n)
                 out.runs.append(run)
                 print(
                     f"  round {n + 1}, {config.label}: {run.result.rps:.0f} rps, p99 "
