@@ -11,6 +11,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 import aio_pika
@@ -80,6 +81,21 @@ async def open_publisher(
     return connection, publisher
 
 
+@asynccontextmanager
+async def publishing_through_a_proxy(
+    settings: Settings, topology: Topology
+) -> AsyncIterator[tuple[FaultProxy, AbstractRobustConnection, Publisher]]:
+    """A publisher whose broker connection runs through a proxy the test can cut."""
+    with FaultProxy("127.0.0.1", 5672) as proxy:
+        through = replace(settings, amqp_url=proxy.url_for(settings.amqp_url))
+        connection, publisher = await open_publisher(through, topology, timeout=3.0)
+        try:
+            yield proxy, connection, publisher
+        finally:
+            await publisher.close()
+            await connection.close()
+
+
 async def outcome(publisher: Publisher, key: str, message_id: str) -> str:
     """What the caller of one publish sees: confirmed, refused (nack), returned or down."""
     try:
@@ -137,32 +153,26 @@ async def test_a_return_reaches_its_own_publish_when_another_with_the_same_id_is
 async def test_a_connection_lost_mid_batch_confirms_only_what_the_broker_took_and_publishing_resumes(
     settings: Settings, own_broker: Broker
 ) -> None:
-    with FaultProxy("127.0.0.1", 5672) as proxy:
-        through = replace(settings, amqp_url=proxy.url_for(settings.amqp_url))
-        connection, publisher = await open_publisher(through, own_broker.topology, timeout=3.0)
-        try:
-            ids = [f"cut-{i}" for i in range(2000)]
-            calls = [asyncio.create_task(outcome(publisher, KEPT, i)) for i in ids]
-            # Let the first batches go out, then cut while later ones are written or unconfirmed.
-            for _ in range(3):
-                await asyncio.sleep(0)
-            proxy.cut()
-            seen = await asyncio.gather(*calls)
-            assert set(seen) <= {"confirmed", "down"}, set(seen)
-            assert "down" in seen, "the cut came too late to catch anything in flight"
-            # Every publish answered as confirmed is in the queue (a 503 may still have reached it).
-            proxy.restore()
-            await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
-            after = [f"after-{i}" for i in range(200)]
-            resumed = await asyncio.gather(*(outcome(publisher, KEPT, i) for i in after))
-            assert set(resumed) == {"confirmed"}
-            kept = set(await own_broker.kept_ids())
-            confirmed = {i for i, s in zip(ids, seen) if s == "confirmed"}
-            assert confirmed <= kept, f"{len(confirmed - kept)} confirmed messages missing"
-            assert set(after) <= kept
-        finally:
-            await publisher.close()
-            await connection.close()
+    async with publishing_through_a_proxy(settings, own_broker.topology) as (proxy, connection, publisher):
+        ids = [f"cut-{i}" for i in range(2000)]
+        calls = [asyncio.create_task(outcome(publisher, KEPT, i)) for i in ids]
+        # Let the first batches go out, then cut while later ones are written or unconfirmed.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        proxy.cut()
+        seen = await asyncio.gather(*calls)
+        assert set(seen) <= {"confirmed", "down"}, set(seen)
+        assert "down" in seen, "the cut came too late to catch anything in flight"
+        # Every publish answered as confirmed is in the queue (a 503 may still have reached it).
+        proxy.restore()
+        await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+        after = [f"after-{i}" for i in range(200)]
+        resumed = await asyncio.gather(*(outcome(publisher, KEPT, i) for i in after))
+        assert set(resumed) == {"confirmed"}
+        kept = set(await own_broker.kept_ids())
+        confirmed = {i for i, s in zip(ids, seen) if s == "confirmed"}
+        assert confirmed <= kept, f"{len(confirmed - kept)} confirmed messages missing"
+        assert set(after) <= kept
 
 
 async def test_a_channel_the_broker_closes_mid_batch_fails_its_publishes_and_the_next_ones_get_through(
@@ -232,24 +242,18 @@ async def test_a_relay_batch_gets_each_messages_own_outcome_in_order_with_a_bad_
 async def test_a_relay_batch_cut_mid_flight_reports_down_for_what_was_not_confirmed(
     settings: Settings, own_broker: Broker
 ) -> None:
-    with FaultProxy("127.0.0.1", 5672) as proxy:
-        through = replace(settings, amqp_url=proxy.url_for(settings.amqp_url))
-        connection, publisher = await open_publisher(through, own_broker.topology, timeout=3.0)
-        try:
-            batch = [Outgoing(KEPT, b'{"n": 1}' * 200, f"cut-all-{i}") for i in range(3000)]
-            running = asyncio.create_task(publisher.publish_all(batch))
-            for _ in range(3):
-                await asyncio.sleep(0)
-            proxy.cut()
-            seen = [kind_of(r) for r in await running]
-            assert set(seen) <= {"confirmed", "down"} and "down" in seen, set(seen)
-            proxy.restore()
-            await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
-            again = await publisher.publish_all([Outgoing(KEPT, b"{}", f"after-all-{i}") for i in range(100)])
-            assert again == [None] * 100
-            kept = set(await own_broker.kept_ids())
-            confirmed = {m.message_id for m, s in zip(batch, seen) if s == "confirmed"}
-            assert confirmed <= kept and {f"after-all-{i}" for i in range(100)} <= kept
-        finally:
-            await publisher.close()
-            await connection.close()
+    async with publishing_through_a_proxy(settings, own_broker.topology) as (proxy, connection, publisher):
+        batch = [Outgoing(KEPT, b'{"n": 1}' * 200, f"cut-all-{i}") for i in range(3000)]
+        running = asyncio.create_task(publisher.publish_all(batch))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        proxy.cut()
+        seen = [kind_of(r) for r in await running]
+        assert set(seen) <= {"confirmed", "down"} and "down" in seen, set(seen)
+        proxy.restore()
+        await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+        again = await publisher.publish_all([Outgoing(KEPT, b"{}", f"after-all-{i}") for i in range(100)])
+        assert again == [None] * 100
+        kept = set(await own_broker.kept_ids())
+        confirmed = {m.message_id for m, s in zip(batch, seen) if s == "confirmed"}
+        assert confirmed <= kept and {f"after-all-{i}" for i in range(100)} <= kept
