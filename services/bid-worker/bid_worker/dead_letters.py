@@ -11,12 +11,13 @@ import asyncio
 import logging
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from auction_shared.broker import Topology
 
 from . import observed
 from .dead_letter_queue import REASON_HEADER
+from .shards import Delivery
 
 log = logging.getLogger("bid_worker")
 
@@ -38,7 +39,7 @@ class DeadLetters:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
-    async def send(self, message: AbstractIncomingMessage, kind: str, reason: str) -> None:
+    async def send(self, message: Delivery, kind: str, reason: str) -> None:
         """Move `message` to the dead-letter queue with `reason` (`kind` names it for the metrics);
         the caller no longer acks it.
 
@@ -48,7 +49,7 @@ class DeadLetters:
         log.error("dead-lettering message %s: %s", message.message_id, reason)
         self.count += 1
         observed.dead_lettered(kind)
-        headers = dict(message.headers or {})
+        headers = dict(message.headers)
         headers[REASON_HEADER] = reason[:500]
         copy = aio_pika.Message(
             message.body,

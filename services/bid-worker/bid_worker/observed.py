@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 
 from auction_shared.observability import request_id
@@ -29,6 +28,8 @@ from auction_shared.observability.metrics import (
 )
 from auction_shared.observability.tracing import PUBLISHED_AT, context_of, continuing, link_to
 
+from .shards import Delivery
+
 log = logging.getLogger("bid_worker")
 tracer = trace.get_tracer("bid_worker")
 T = TypeVar("T")
@@ -42,14 +43,14 @@ class Judged(Protocol):
     def reason(self) -> object: ...
 
 
-def _age(message: AbstractIncomingMessage) -> float:
-    published = (message.headers or {}).get(PUBLISHED_AT)
+def _age(message: Delivery) -> float:
+    published = message.headers.get(PUBLISHED_AT)
     return max(0.0, time.time() - published) if isinstance(published, float) else 0.0
 
 
 async def batch(
     shard: int,
-    messages: Sequence[AbstractIncomingMessage],
+    messages: Sequence[Delivery],
     caught_up: Callable[[], bool],
     work: Awaitable[T],
 ) -> T:

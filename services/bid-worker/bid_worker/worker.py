@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 
 from auction_shared import broker
 from auction_shared.broker import Publisher, Topology
@@ -32,7 +32,7 @@ from .dead_letter_queue import measure_depth, watch_depth
 from .dead_letters import DeadLetters
 from .roster import join_roster, new_roster, share_shards
 from .settings import WorkerSettings
-from .shards import Shard
+from .shards import Delivery, Shard
 
 log = logging.getLogger("bid_worker")
 
@@ -223,6 +223,8 @@ class BidWorker:
                 await shard.release(self._connection, self.worker.prefetch)
                 observed.handed_over(shard.index)
                 continue
+            if not isinstance(first, Delivery):
+                continue  # a wake-up with nothing to do
             async with self._turns:
                 batch = shard.take_batch(first, self.worker.max_batch)
                 # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
@@ -231,13 +233,14 @@ class BidWorker:
                 )
                 await asyncio.shield(shard.current)
 
-    async def _handle(self, shard: Shard, batch: list[AbstractIncomingMessage]) -> None:
+    async def _handle(self, shard: Shard, batch: list[Delivery]) -> None:
         assert self._applier is not None and self._dead is not None
         work: list[ShardMessage] = []
-        messages: list[AbstractIncomingMessage] = []
+        messages: list[Delivery] = []
+        latest = datetime.now(timezone.utc) + MAX_CLOCK_SKEW
         for message in batch:
             try:
-                work.append(shard_message(message))
+                work.append(shard_message(message, latest))
                 messages.append(message)
             except MalformedEvent as exc:
                 await self._dead.send(message, "malformed", str(exc))
@@ -267,15 +270,17 @@ class BidWorker:
             log.warning("could not settle messages (%r); they will be redelivered", exc)
 
 
-def shard_message(message: AbstractIncomingMessage) -> ShardMessage:
-    """The bid or close a shard message holds, every field checked; MalformedEvent says why not."""
+def shard_message(message: Delivery, latest: datetime) -> ShardMessage:
+    """The bid or close a shard message holds, every field checked; MalformedEvent says why not.
+
+    `latest`: the latest `placed_at` a bid may carry (ours plus the clock skew allowed)."""
     event = decode(message.body)
     if not isinstance(event, (BidPlaced, CloseOffer)):
         raise MalformedEvent(f"{event.type} does not belong in a shard queue")
     # The header placed it in its shard: one that names another offer breaks that offer's order.
-    header = (message.headers or {}).get("offer_id")
+    header = message.headers.get("offer_id")
     if header != str(event.offer_id):
         raise MalformedEvent("the offer_id header does not name the offer of the message")
-    if isinstance(event, BidPlaced) and event.placed_at > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+    if isinstance(event, BidPlaced) and event.placed_at > latest:
         raise MalformedEvent("placed_at is in the future")
     return event
