@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -104,6 +105,17 @@ class OutboxRelay:
         """Record `events` in this order, in one statement, in the caller's transaction."""
         if not events:
             return
+        # With the request's id and trace context, as `add_event` does: the same for every event of
+        # this call, so each distinct set of headers is encoded once.
+        extra = carried()
+        encoded: dict[tuple[tuple[str, Any], ...], str] = {}
+        headers = []
+        for event in events:
+            own = event.headers()
+            key = tuple(own.items())
+            if key not in encoded:
+                encoded[key] = dumps({**own, **extra}).decode()
+            headers.append(encoded[key])
         await conn.execute(
             "INSERT INTO outbox (exchange, routing_key, body, headers)"
             " SELECT $1, routing_key, body, headers::jsonb"
@@ -112,8 +124,7 @@ class OutboxRelay:
             self.exchange,
             [e.routing_key for e in events],
             [e.encode() for e in events],
-            # With the request's id and trace context, as `add_event` does.
-            [dumps({**e.headers(), **carried()}).decode() for e in events],
+            headers,
         )
         # Wake the active relay at commit, whichever process holds the lock (as add_event does): else
         # the events of a relay-less writer (the worker, when an offers replica leads) wait for a poll.
