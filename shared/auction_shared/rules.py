@@ -179,9 +179,9 @@ def place(auction: Auction, bid: BidPlaced) -> Step:
     reason = judge(auction, bid)
     if auction.status is not Status.LIVE:
         return Step(auction, REJECTED, reason)  # an ended or sold offer never changes, not even its count
-    counted = replace(auction, bid_count=auction.bid_count + 1)
+    count = auction.bid_count + 1
     if reason is not None:
-        return Step(counted, REJECTED, reason)
+        return Step(replace(auction, bid_count=count), REJECTED, reason)
     others: dict[uuid.UUID, str] = {}
     old = auction.leader
     previous = auction.standing.get(bid.user_id)
@@ -206,7 +206,8 @@ def place(auction: Auction, bid: BidPlaced) -> Step:
     if old is None or leader.user_id != old.user_id or price != auction.price:
         ends_at = extended_end(auction, bid.placed_at)
     moved = replace(
-        counted,
+        auction,
+        bid_count=count,
         leader=leader,
         runner_up_max=runner_up,
         price=price,
