@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 1000
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """The pending pool's reset: none. asyncpg's default sends a reset query (RESET ALL, UNLISTEN,
+    CLOSE ALL, advisory unlocks) each time a connection goes back to the pool, a second round trip
+    for every write; this pool's only statement is record_pending's INSERT, which leaves nothing
+    to reset. An open transaction is still rolled back (asyncpg does that before calling this)."""
+
+
 class PendingRecords:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
