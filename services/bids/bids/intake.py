@@ -67,11 +67,11 @@ def _idempotency_key(request: web.Request) -> str | None:
 def pending_view(bid: BidPlaced) -> dict[str, object]:
     """The 202 body: the bid as its bidder sees it before the worker judged it."""
     return {
-        "id": str(bid.bid_id),
+        "id": bid.event_id,  # the bid id and its receipt time as text, made once by BidPlaced
         "offer_id": str(bid.offer_id),
         "bid_price": bid.bid_price,
         "username": bid.username,
-        "timestamp": bid.placed_at.isoformat(),
+        "timestamp": bid.occurred_at,
         "status": "pending",
         "reason": None,
         "accepted": False,
