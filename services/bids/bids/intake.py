@@ -105,8 +105,7 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
     pool = request.app[DB_POOL]
     timeout = request.app[SETTINGS].dependency_timeout
     try:
-        async with asyncio.timeout(timeout):  # bounds the await without a task per bid (wait_for)
-            await request.app[PENDING].record(bid)
+        await request.app[PENDING].record(bid, timeout)
     except Exception:  # a failed record only delays the bid's reads, never its queueing
         log.warning("bid %s not recorded pending", bid.bid_id, exc_info=True)
     try:
