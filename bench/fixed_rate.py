@@ -97,7 +97,7 @@ async def measure(
                 stack.pool, offer["id"], result.count(202), result.total_seconds, ended
             )
         elif label == PIPELINE:
-            settle = await wait_counted(stack.pool, offer["id"], result.count(202), ended)
+            settle = await wait_counted(stack.pool, offer["id"], result.count(202), ended, result.responses)
         after = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
         out.paths.append(
             FixedRatePath(label, result, cpu.per_request(before, after, result.responses), settle)

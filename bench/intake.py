@@ -74,9 +74,15 @@ class IntakeRun:
         return self.stack.p99 / self.pipeline.p99 if self.pipeline and self.pipeline.p99 else float("nan")
 
 
-async def wait_counted(pool: asyncpg.Pool, offer_id: str, accepted: int, hey_ended: float) -> Settle:
-    """The bare pipeline's check: its consumer applies no rules, so only counts are compared."""
+async def wait_counted(
+    pool: asyncpg.Pool, offer_id: str, accepted: int, hey_ended: float, answered: int
+) -> Settle:
+    """The bare pipeline's check: its consumer applies no rules, so only counts are compared; and
+    every answer it gave must be a 202 (a baseline that fails fast is no baseline: it answered 500
+    to every bid after ConfirmedChannel.publish went, and the check passed on 0 applied of 0)."""
     settle = Settle(accepted)
+    if answered != accepted:
+        settle.problems.append(f"bare pipeline: {answered - accepted} of {answered} answers were not 202")
     deadline = hey_ended + 60 + accepted / 200
     offer = uuid.UUID(offer_id)
     while (applied := await pool.fetchval("SELECT bid_count FROM offers WHERE id = $1", offer)) < accepted:
@@ -238,6 +244,8 @@ async def _pipeline_run(
     )
     before = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
     result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
-    settle = await wait_counted(stack.pool, offer["id"], result.count(202), time.monotonic())
+    settle = await wait_counted(
+        stack.pool, offer["id"], result.count(202), time.monotonic(), result.responses
+    )
     after = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
     return result, settle, cpu.per_request(before, after, result.responses)

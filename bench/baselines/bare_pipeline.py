@@ -60,7 +60,10 @@ async def accept(request: web.Request) -> web.Response:
         message_id=str(bid_id),
         headers={"offer_id": offer_id},
     )
-    await request.app[CHANNEL].publish(EVENTS, "bid.placed", orjson.dumps(event), properties, mandatory=True)
+    confirmed = await request.app[CHANNEL].submit(
+        EVENTS, "bid.placed", orjson.dumps(event), properties, mandatory=True
+    )
+    await confirmed
     return web.Response(
         body=orjson.dumps({"id": str(bid_id), "status": "pending"}),
         status=202,

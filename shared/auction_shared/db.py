@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -31,6 +31,7 @@ async def create_pool(
     max_size: int = 10,
     attempts: int = 30,
     server_settings: dict[str, str] | None = None,
+    reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     return await retry(
         lambda: asyncpg.create_pool(
@@ -40,6 +41,7 @@ async def create_pool(
             command_timeout=settings.dependency_timeout,
             timeout=settings.dependency_timeout,
             server_settings=server_settings,
+            reset=reset,
         ),
         on=DATABASE_REFUSED,
         backoff=Backoff(0.2, 2.0),

@@ -433,7 +433,9 @@ class BidPlaced(ShardWork):
     placed_at: datetime
     # The most the bidder lets the system bid for them (a proxy bid); None for a straight bid.
     max_price: Decimal | None = None
+    # Both derived in __post_init__ (no default factory: a uuid4 and a clock read per bid, thrown away).
     event_id: str = ""
+    occurred_at: str = ""
 
     def __post_init__(self) -> None:
         # The bid id doubles as the event id: a redelivered bid is recognised by it.
@@ -456,14 +458,14 @@ class BidPlaced(ShardWork):
 
     def to_data(self) -> dict[str, Any]:
         return {
-            "bid_id": str(self.bid_id),
+            "bid_id": self.event_id,  # str(bid_id), made once in __post_init__
             "offer_id": str(self.offer_id),
             "user_id": str(self.user_id),
             "username": self.username,
             # Strings keep amounts exact across the wire.
             "bid_price": str(self.bid_price),
             "max_price": str(self.max_price) if self.max_price is not None else None,
-            "placed_at": self.placed_at.isoformat(),
+            "placed_at": self.occurred_at,  # placed_at.isoformat(), likewise
         }
 
     @classmethod

@@ -28,14 +28,21 @@ SETTINGS = web.AppKey("settings", Settings)
 LISTEN_BACKLOG = 4096
 
 
-def base_app(settings: Settings, **kwargs: Any) -> web.Application:
+def base_app(settings: Settings, *, has_database: bool = True, **kwargs: Any) -> web.Application:
+    """`has_database=False` (the gateway): no known-user check, which needs the service's own pool
+    (a process without one relays the request to a service that checks)."""
+    known_users = (
+        [known_user_middleware(settings.jwt_secret, KnownUsers(settings.known_user_ttl_seconds))]
+        if has_database
+        else []
+    )
     app = web.Application(
         middlewares=[
             # Outermost: the request id and the metrics see the answer the client gets.
             request_id_middleware,
             *http_middlewares(settings.metrics_port, settings.log_level),
             problem_middleware,
-            known_user_middleware(settings.jwt_secret, KnownUsers(settings.known_user_ttl_seconds)),
+            *known_users,
             *kwargs.pop("middlewares", []),
         ],
         client_max_size=MAX_BODY_BYTES,

@@ -6,6 +6,7 @@ tests/test_tokens.py; this adds real RS256 tokens, public-key confusion, and del
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -152,6 +153,34 @@ class NoDatabase:
 
     async def fetchval(self, *args: object) -> object:
         raise AssertionError("a cache hit went to the database")
+
+
+class HeldDatabase:
+    """Answers `exists` only when released, counting the queries asked meanwhile."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.release = asyncio.Event()
+
+    async def fetchval(self, *args: object) -> object:
+        self.queries += 1
+        await self.release.wait()
+        return True
+
+
+async def test_concurrent_checks_of_one_user_share_one_query_each_time_the_answer_expires() -> None:
+    clock = Clock()
+    users = KnownUsers(clock=clock)
+    user_id = uuid.uuid4()
+    for _ in range(2):  # the first answer, then again once it expired
+        db = HeldDatabase()
+        checks = [asyncio.ensure_future(users.exists(db, user_id)) for _ in range(50)]  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        checks[0].cancel()  # a caller that gives up leaves the shared query to the others
+        db.release.set()
+        answers = await asyncio.gather(*checks[1:])
+        assert answers == [True] * 49 and db.queries == 1
+        clock.now += KNOWN_USER_TTL_SECONDS + 1
 
 
 async def test_a_deleted_users_token_is_refused_once_the_ttl_has_passed(

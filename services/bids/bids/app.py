@@ -16,7 +16,7 @@ from auction_shared.web import base_app
 from . import store
 from .intake import OFFER_CACHE, PENDING
 from .offer_cache import OfferCache
-from .pending import PendingRecords
+from .pending import PendingRecords, keep_session
 from .routes import setup_routes
 
 
@@ -25,7 +25,11 @@ def _intake_parts(settings: Settings) -> Callable[[web.Application], AsyncIterat
         app[OFFER_CACHE] = OfferCache(app[DB_POOL])
         # Pending rows commit without waiting for their WAL flush (pending.py says why that is safe).
         pending_pool = await create_pool(
-            settings, min_size=1, max_size=2, server_settings={"synchronous_commit": "off"}
+            settings,
+            min_size=1,
+            max_size=2,
+            server_settings={"synchronous_commit": "off"},
+            reset=keep_session,
         )
         app[PENDING] = PendingRecords(pending_pool)
         yield

@@ -67,11 +67,11 @@ def _idempotency_key(request: web.Request) -> str | None:
 def pending_view(bid: BidPlaced) -> dict[str, object]:
     """The 202 body: the bid as its bidder sees it before the worker judged it."""
     return {
-        "id": str(bid.bid_id),
+        "id": bid.event_id,  # the bid id and its receipt time as text, made once by BidPlaced
         "offer_id": str(bid.offer_id),
         "bid_price": bid.bid_price,
         "username": bid.username,
-        "timestamp": bid.placed_at.isoformat(),
+        "timestamp": bid.occurred_at,
         "status": "pending",
         "reason": None,
         "accepted": False,
@@ -105,8 +105,7 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
     pool = request.app[DB_POOL]
     timeout = request.app[SETTINGS].dependency_timeout
     try:
-        async with asyncio.timeout(timeout):  # bounds the await without a task per bid (wait_for)
-            await request.app[PENDING].record(bid)
+        await request.app[PENDING].record(bid, timeout)
     except Exception:  # a failed record only delays the bid's reads, never its queueing
         log.warning("bid %s not recorded pending", bid.bid_id, exc_info=True)
     try:

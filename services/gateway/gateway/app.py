@@ -15,7 +15,7 @@ from .routes import setup_routes
 
 def create_app(settings: Settings) -> web.Application:
     settings.require_jwt_secret()
-    app = base_app(settings)
+    app = base_app(settings, has_database=False)
     setup_cors(app, settings.cors_origins)
     app.cleanup_ctx.append(upstreams(settings))
     app.cleanup_ctx.append(live_updates(settings))

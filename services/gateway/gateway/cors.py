@@ -66,4 +66,5 @@ def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     """With no origins configured, no CORS header is ever sent (same-origin pages only)."""
     app[ORIGINS] = origins
     app.middlewares.append(preflight_middleware)
-    app.on_response_prepare.append(_add_cors_headers)
+    if origins:  # without any, the hook would add nothing to any answer: not run at all
+        app.on_response_prepare.append(_add_cors_headers)

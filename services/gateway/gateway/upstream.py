@@ -60,14 +60,20 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser: ResponseParser | None = None
         self._answer: asyncio.Future[UpstreamResponse] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
 
-    def exchange(self, payload: bytes, *, head: bool) -> asyncio.Future[UpstreamResponse]:
+    def exchange(self, payload: bytes, *, head: bool, deadline: float) -> asyncio.Future[UpstreamResponse]:
+        """Send the request; the future fails with TimeoutError (and the connection closes) if the
+        whole answer is not in by `deadline` (loop time). A timer of its own rather than
+        `asyncio.timeout`: that one cost as much as the rest of the exchange's Python."""
         assert self.transport is not None and self._answer is None
+        loop = asyncio.get_running_loop()
         self._parser = ResponseParser(head=head)
-        self._answer = asyncio.get_running_loop().create_future()
+        self._answer = loop.create_future()
+        self._deadline = loop.call_at(deadline, self._fail, TimeoutError())
         self.transport.write(payload)
         return self._answer
 
@@ -107,19 +113,27 @@ class _Connection(asyncio.Protocol):
         parser, answer = self._parser, self._answer
         assert parser is not None and answer is not None
         self._parser = self._answer = None
+        self._stop_timer()
         if not parser.keep_alive:
             self.close()
         answer.set_result(UpstreamResponse(parser.status, parser.headers, parser.body))
 
-    def _fail(self, exc: UpstreamError) -> None:
+    def _fail(self, exc: UpstreamError | TimeoutError) -> None:
         answer = self._answer
         self._parser = self._answer = None
+        self._stop_timer()
         self.close()
         if answer is not None and not answer.done():
             answer.set_exception(exc)
 
+    def _stop_timer(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -145,20 +159,20 @@ class Upstream:
         """Send one request and read its whole response within the timeout, or raise
         UpstreamError / TimeoutError."""
         payload = self._encode(method, path_qs, headers, body)
-        async with asyncio.timeout(self._timeout):
-            while True:
-                connection, reused = await self._acquire()
-                try:
-                    response = await connection.exchange(payload, head=method == "HEAD")
-                except ClosedBeforeAnswer:
-                    if reused and method in IDEMPOTENT:
-                        continue
-                    raise
-                except BaseException:
-                    connection.close()  # timed out or cancelled: a late answer must not reach the next user
-                    raise
-                self._release(connection)
-                return response
+        deadline = asyncio.get_running_loop().time() + self._timeout  # one bound for all of it
+        while True:
+            connection, reused = await self._acquire(deadline)
+            try:
+                response = await connection.exchange(payload, head=method == "HEAD", deadline=deadline)
+            except ClosedBeforeAnswer:
+                if reused and method in IDEMPOTENT:
+                    continue
+                raise
+            except BaseException:
+                connection.close()  # timed out or cancelled: a late answer must not reach the next user
+                raise
+            self._release(connection)
+            return response
 
     def _encode(self, method: str, path_qs: str, headers: dict[str, str], body: bytes | None) -> bytes:
         # Values come from parsed requests and checked tokens: this is the last line of defence.
@@ -174,7 +188,7 @@ class Upstream:
         encoded = (head + "\r\n\r\n").encode("utf-8", "surrogateescape")
         return encoded + body if body else encoded
 
-    async def _acquire(self) -> tuple[_Connection, bool]:
+    async def _acquire(self, deadline: float) -> tuple[_Connection, bool]:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
@@ -182,10 +196,11 @@ class Upstream:
                 return connection, True
             connection.close()
         loop = asyncio.get_running_loop()
-        try:
-            _, connection = await loop.create_connection(_Connection, self._host, self._port)
-        except OSError as exc:
-            raise UpstreamError(f"cannot connect to {self.base_url}: {exc}") from exc
+        async with asyncio.timeout_at(deadline):  # a slow connect ends as a TimeoutError, as an answer
+            try:
+                _, connection = await loop.create_connection(_Connection, self._host, self._port)
+            except OSError as exc:
+                raise UpstreamError(f"cannot connect to {self.base_url}: {exc}") from exc
         return connection, False
 
     def _release(self, connection: _Connection) -> None:

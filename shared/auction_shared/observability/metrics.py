@@ -51,10 +51,18 @@ BROKER_PUBLISH = Histogram(
 )
 
 
+# The labelled children of BROKER_PUBLISH, looked up once per label rather than on every publish.
+_published_by: dict[str, Histogram] = {}
+
+
 def published(routing_key: str) -> Histogram:
     """BROKER_PUBLISH for `routing_key`: private keys (`user.<id>`) share one label, so the series
     do not grow with the number of users."""
-    return BROKER_PUBLISH.labels("user.*" if routing_key.startswith("user.") else routing_key)
+    label = "user.*" if routing_key.startswith("user.") else routing_key
+    child = _published_by.get(label)
+    if child is None:
+        child = _published_by[label] = BROKER_PUBLISH.labels(label)
+    return child
 
 
 # --- bid-worker shards ---
