@@ -32,7 +32,7 @@ from .confirms import ConfirmedChannel
 from .events import Contract
 from .observability import request_id
 from .observability.metrics import published
-from .observability.tracing import PUBLISHED_AT, inject_trace
+from .observability.tracing import PUBLISHED_AT, inject_trace, published_at_now
 from .outages import BROKER_CHANNEL_LOST, BROKER_UNREACHABLE, broker_is_up
 from .problems import DependencyDown
 from .retry import Backoff, retry
@@ -286,7 +286,7 @@ class Publisher:
             raise DependencyDown("RabbitMQ")
         # When it entered the broker (a shard's lag), the request that caused it (the consumer logs
         # under it) and the trace context (`traceparent`), all in the message's headers.
-        headers = {**(headers or {}), PUBLISHED_AT: time.time()}
+        headers = {**(headers or {}), PUBLISHED_AT: published_at_now()}
         if (rid := request_id.current()) is not None:
             headers[request_id.MESSAGE_HEADER] = rid
         inject_trace(headers)
@@ -340,7 +340,7 @@ class Publisher:
         channel = self._channel
         if channel is None:
             return [DependencyDown("RabbitMQ") for _ in messages]
-        now = time.time()
+        now = published_at_now()
         started = time.perf_counter()
         sent: list[tuple[int, asyncio.Future[object]]] = []
         lost: BaseException | None = None

@@ -26,7 +26,7 @@ from auction_shared.observability.metrics import (
     end_fired,
     shard_label,
 )
-from auction_shared.observability.tracing import PUBLISHED_AT, context_of, continuing, link_to
+from auction_shared.observability.tracing import context_of, continuing, link_to, seconds_since_published
 
 from .shards import Delivery
 
@@ -43,11 +43,6 @@ class Judged(Protocol):
     def reason(self) -> object: ...
 
 
-def _age(message: Delivery) -> float:
-    published = message.headers.get(PUBLISHED_AT)
-    return max(0.0, time.time() - published) if isinstance(published, float) else 0.0
-
-
 async def batch(
     shard: int,
     messages: Sequence[Delivery],
@@ -58,7 +53,7 @@ async def batch(
 
     `caught_up` is called afterwards: true when nothing more waits in the shard's inbox."""
     label = shard_label(shard)
-    SHARD_LAG.labels(label).set(_age(messages[0]))
+    SHARD_LAG.labels(label).set(seconds_since_published(messages[0].headers) or 0.0)
     links = [link for m in messages[1:] if (link := link_to(m.headers)) is not None]
     started = time.perf_counter()
     with tracer.start_as_current_span(

@@ -6,6 +6,7 @@ span is recorded and exported, and the trace context travels in HTTP and AMQP he
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,22 @@ _instrumented = False
 # True once a tracer provider exports spans: until then the helpers below skip the propagation work
 # they would do for nothing (a batch of 1,000 messages paid for 1,000 unused links).
 _on = False
-# Broker header: when a message was published (epoch seconds), so a consumer knows how long it waited.
+# Broker header: when a message was published, in whole milliseconds since the epoch (an integer: AMQP
+# carries a Python float as 32 bits, ±64 s off at today's epoch), so a consumer knows how long it waited.
 PUBLISHED_AT = "x-published-at"
+
+
+def published_at_now() -> int:
+    """The value of PUBLISHED_AT for a message published now."""
+    return time.time_ns() // 1_000_000
+
+
+def seconds_since_published(headers: Mapping[str, object]) -> float | None:
+    """How long ago the message with these headers was published (None if it does not say)."""
+    published = headers.get(PUBLISHED_AT)
+    if isinstance(published, bool) or not isinstance(published, int):
+        return None
+    return max(0.0, time.time() - published / 1000)
 
 
 def setup_tracing(service: str, otlp_endpoint: str | None, exporter: SpanExporter | None = None) -> None:
