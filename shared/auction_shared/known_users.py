@@ -10,7 +10,6 @@ WebSocket asks the offers service (gateway/user_check.py).
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from aiohttp.typedefs import Middleware
 
 from .db import DB_POOL
 from .problems import Problem, unauthorized
+from .shared_calls import SharedCalls
 from .tokens import authenticate
 
 # How long a process trusts its last answer about a user id (both "exists" and "does not").
@@ -36,23 +36,16 @@ class KnownUsers:
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[uuid.UUID, tuple[float, bool]] = {}
-        # When an answer expires under load, every request of that user in flight asked at once: one
-        # bidder's 1,000 concurrent bids at `hey -c 1000` queued 1,000 queries on a pool of 20, once
-        # per TTL. They share one query now, as the offer cache's loads do.
-        self._asking: dict[uuid.UUID, asyncio.Future[bool]] = {}
+        # When an answer expires under load, the requests of that user in flight share one query.
+        self._asking: SharedCalls[uuid.UUID, bool] = SharedCalls()
 
     async def exists(self, pool: asyncpg.Pool, user_id: uuid.UUID) -> bool:
         now = self._clock()
         hit = self._entries.get(user_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        asking = self._asking.get(user_id)
-        if asking is None:
-            asking = asyncio.ensure_future(self._ask(pool, user_id, now))
-            self._asking[user_id] = asking
-            asking.add_done_callback(lambda done: self._forget(user_id, done))
-        # Shielded: one caller giving up (its client went away) does not cancel the others' query.
-        return await asyncio.shield(asking)
+        found, _ = await self._asking.run(user_id, lambda: self._ask(pool, user_id, now))
+        return found
 
     async def _ask(self, pool: asyncpg.Pool, user_id: uuid.UUID, now: float) -> bool:
         found = bool(await pool.fetchval("SELECT true FROM users WHERE id = $1", user_id))
@@ -60,12 +53,6 @@ class KnownUsers:
             self._entries.clear()
         self._entries[user_id] = (now + self._ttl, found)
         return found
-
-    def _forget(self, user_id: uuid.UUID, done: asyncio.Future[bool]) -> None:
-        if self._asking.get(user_id) is done:
-            del self._asking[user_id]
-        if not done.cancelled():
-            done.exception()  # retrieved here, so an error nobody waited for is not logged as lost
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

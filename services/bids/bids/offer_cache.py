@@ -6,7 +6,6 @@ row lock, so an answer up to TTL seconds old never lets a wrong bid win.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from auction_shared.shared_calls import SharedCalls
 
 TTL_SECONDS = 1.0
 MAX_ENTRIES = 10_000
@@ -31,32 +32,16 @@ class OfferCache:
         self._pool = pool
         self._clock = clock
         self._entries: dict[uuid.UUID, tuple[float, OfferFacts | None]] = {}
-        # When an entry expires under load, every request in flight for that offer would query
-        # Postgres at once (a profile under `make bench` found a stampede each second): they share
-        # one query instead.
-        self._loading: dict[uuid.UUID, asyncio.Future[OfferFacts | None]] = {}
+        self._loading: SharedCalls[uuid.UUID, OfferFacts | None] = SharedCalls()
 
     async def get(self, offer_id: uuid.UUID) -> OfferFacts | None:
         now = self._clock()
         hit = self._entries.get(offer_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        # Shielded: one caller giving up (its client went away) does not cancel the others' query.
-        loading = self._loading.get(offer_id)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load(offer_id, now))
-            self._loading[offer_id] = loading
-            loading.add_done_callback(lambda done: self._forget(offer_id, done))
-            return await asyncio.shield(loading)
-        facts = await asyncio.shield(loading)
+        facts, mine = await self._loading.run(offer_id, lambda: self._load(offer_id, now))
         # A query that began before the offer was committed says "unknown": ask again for ourselves.
-        return facts if facts is not None else await self._load(offer_id, now)
-
-    def _forget(self, offer_id: uuid.UUID, done: asyncio.Future[OfferFacts | None]) -> None:
-        if self._loading.get(offer_id) is done:
-            del self._loading[offer_id]
-        if not done.cancelled():
-            done.exception()  # retrieved here, so an error nobody waited for is not logged as lost
+        return facts if facts is not None or mine else await self._load(offer_id, now)
 
     async def _load(self, offer_id: uuid.UUID, now: float) -> OfferFacts | None:
         row = await self._pool.fetchrow(
