@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -141,12 +142,19 @@ async def shards_of(settings: Settings, offer_ids: Iterable[str]) -> dict[str, i
         for offer_id in offer_ids:
             probe = aio_pika.Message(b"probe", headers={"offer_id": offer_id})
             await bids.publish(probe, routing_key="", mandatory=True)
-            for index, queue in enumerate(queues):
-                if (
-                    await queue.channel.declare_queue(queue.name, passive=True)
-                ).declaration_result.message_count:
-                    found[offer_id] = index
-                    await queue.purge()
+            # A quorum queue's count can trail the confirm: look again until one queue shows it.
+            for _ in range(100):
+                for index, queue in enumerate(queues):
+                    if (
+                        await queue.channel.declare_queue(queue.name, passive=True)
+                    ).declaration_result.message_count:
+                        found[offer_id] = index
+                        await queue.purge()
+                if offer_id in found:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"the probe for offer {offer_id} reached no shard queue")
     finally:
         await connection.close()
     return found
