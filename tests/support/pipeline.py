@@ -131,30 +131,35 @@ def price(value: Any) -> Decimal:
 async def shards_of(settings: Settings, offer_ids: Iterable[str]) -> dict[str, int]:
     """The shard each offer's bids go to, found by routing a probe through the consistent hash.
 
-    Only while no worker consumes: each probe is counted in its queue, then the queue is purged."""
+    Only while no worker consumes: a consumer on every shard queue takes each probe back and names
+    its queue. Taken, not counted: a quorum queue's message count can trail the confirm and the
+    purge, so a count could credit an offer to the shard of the probe before it (and a quorum queue
+    with a single active consumer refuses basic.get)."""
     topology = Topology.from_settings(settings)
     connection = await aio_pika.connect(settings.amqp_url)
     found: dict[str, int] = {}
+    arrived: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     try:
         channel = await connection.channel(publisher_confirms=True)
         bids = await channel.get_exchange(topology.bids_exchange)
-        queues = [await channel.declare_queue(name, passive=True) for name in topology.shard_queues]
-        for offer_id in offer_ids:
-            probe = aio_pika.Message(b"probe", headers={"offer_id": offer_id})
+        for index, name in enumerate(topology.shard_queues):
+            queue = await channel.declare_queue(name, passive=True)
+
+            async def taken(message: aio_pika.abc.AbstractIncomingMessage, index: int = index) -> None:
+                arrived.put_nowait((message.body.decode(), index))
+
+            await queue.consume(taken, no_ack=True)
+        wanted = list(offer_ids)
+        for offer_id in wanted:
+            probe = aio_pika.Message(offer_id.encode(), headers={"offer_id": offer_id})
             await bids.publish(probe, routing_key="", mandatory=True)
-            # A quorum queue's count can trail the confirm: look again until one queue shows it.
-            for _ in range(100):
-                for index, queue in enumerate(queues):
-                    if (
-                        await queue.channel.declare_queue(queue.name, passive=True)
-                    ).declaration_result.message_count:
-                        found[offer_id] = index
-                        await queue.purge()
-                if offer_id in found:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"the probe for offer {offer_id} reached no shard queue")
+            while offer_id not in found:
+                try:
+                    body, index = await asyncio.wait_for(arrived.get(), timeout=10)
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"the probe for offer {offer_id} reached no shard queue") from None
+                if body in wanted:
+                    found[body] = index
     finally:
         await connection.close()
     return found
