@@ -17,6 +17,9 @@ class WorkerSettings:
     max_batch: int = setting("WORKER_MAX_BATCH", 1000, minimum=1)
     # Shard batches applied at once (each in its own transaction); the other shards gather theirs.
     concurrent_batches: int = setting("WORKER_CONCURRENT_BATCHES", 2, minimum=1, maximum=64)
+    # Under load (messages waiting behind the first), how long a shard's batch may gather before it
+    # is applied; a lone message is applied at once (shards.Shard.gather).
+    batch_wait_ms: float = setting("WORKER_BATCH_WAIT_MS", 50.0, minimum=0, maximum=1000)
     # Names this worker on the roster and in `bids.processed_by`.
     worker_id: str = setting("WORKER_ID", f"{socket.gethostname()}:{os.getpid()}")
     # GET /health for probes on this port; off when unset.
