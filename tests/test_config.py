@@ -48,3 +48,9 @@ def test_secrets_never_show_in_repr_or_errors() -> None:
         WorkerSettings.from_env({"WORKER_PREFETCH": "0", "WORKER_HEALTH_PORT": "http"})
     assert "WORKER_PREFETCH: must be >= 1, got '0'" in str(caught.value)
     assert "WORKER_HEALTH_PORT: must be an integer, got 'http'" in str(caught.value)
+
+
+def test_a_worker_batch_fills_up_to_what_the_broker_lets_a_shard_hold() -> None:
+    assert WorkerSettings.from_env({}).full_batch == 1000
+    assert WorkerSettings.from_env({"WORKER_PREFETCH": "100"}).full_batch == 100
+    assert WorkerSettings.from_env({"WORKER_MAX_BATCH": "50"}).full_batch == 50

@@ -34,6 +34,12 @@ class WorkerSettings:
     # close changes nothing).
     close_scan_seconds: float = setting("CLOSE_SCAN_SECONDS", 0.5, minimum=0.05, maximum=60)
 
+    @property
+    def full_batch(self) -> int:
+        """The most one batch can hold: no more than max_batch, and no more than the broker lets a
+        shard have unacked (a batch gathering for more than prefetch would wait out its whole wait)."""
+        return min(self.max_batch, self.prefetch)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         return read(cls, env)

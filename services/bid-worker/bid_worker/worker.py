@@ -225,7 +225,8 @@ class BidWorker:
                 continue
             if not isinstance(first, Delivery):
                 continue  # a wake-up with nothing to do
-            await shard.gather(self.worker.max_batch - 1, self.worker.batch_wait_ms / 1000)
+            # The first message is in hand: a full batch is full_batch - 1 more.
+            await shard.gather(self.worker.full_batch - 1, self.worker.batch_wait_ms / 1000)
             async with self._turns:
                 batch = shard.take_batch(first, self.worker.max_batch)
                 # Shielded: a stop request lets the batch in hand commit and ack before the task ends.
