@@ -169,3 +169,30 @@ def test_a_bid_updated_of_the_earlier_one_bid_form_still_decodes() -> None:
     assert [(c.bid["id"], c.offer["id"]) for c in message.changes] == [(BID["id"], OFFER["id"])]
     with pytest.raises(MalformedEvent, match="changes"):
         decode(body.replace(b'"bid":', b'"changes": 7, "x":'))
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["{id}", "{id_upper}", "{id_hex}", "{{{id}}}", "urn:uuid:{id}"],
+)
+def test_a_bid_names_its_ids_in_any_form_the_standard_library_reads(written: str) -> None:
+    """Ids are parsed by asyncpg's C UUID; the forms only the standard library reads still decode."""
+    ids = {"bid_id": uuid.uuid4(), "offer_id": uuid.UUID(OFFER["id"]), "user_id": uuid.uuid4()}
+    data = a_bid(**ids).to_data()
+    for name, value in ids.items():
+        data[name] = written.format(id=value, id_upper=str(value).upper(), id_hex=value.hex)
+    message = decode(json.dumps({"id": "1", "type": "bid.placed", "occurred_at": "t", "data": data}).encode())
+    assert isinstance(message, BidPlaced)
+    assert (message.bid_id, message.offer_id, message.user_id) == tuple(ids.values())
+    assert {message.bid_id: 1}[ids["bid_id"]] == 1  # hashes as the standard library's UUID does
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "g" * 32, "a" * 31, "a" * 33, " " + "a" * 32, "a-" * 16 + "aaaa", 7, None]
+)
+def test_a_bid_whose_id_is_no_uuid_is_malformed(bad: object) -> None:
+    data = a_bid().to_data()
+    data["user_id"] = bad
+    body = json.dumps({"id": "1", "type": "bid.placed", "occurred_at": "t", "data": data}).encode()
+    with pytest.raises(MalformedEvent, match="user_id is not a UUID"):
+        decode(body)

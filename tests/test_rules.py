@@ -303,3 +303,20 @@ def test_price_never_falls_nor_passes_the_leaders_max_and_the_leader_has_the_hig
             top = max(m for m, _ in latest.values())
             first_at_top = min((n, w) for w, (m, n) in latest.items() if m == top)[1]
             assert a.leader.max_price == top and a.leader.username == first_at_top
+
+
+@settings(max_examples=50, deadline=None)
+@given(bids)
+def test_the_fast_copy_of_an_auction_is_what_dataclasses_replace_makes(plan) -> None:
+    """`place` copies the auction with `_evolve` (a cheaper `replace`): after every bid the result must
+    be the one `replace` makes from the same fields, and the copy must share nothing it may not."""
+    a = auction("1.00", reserve_price=d(5))
+    for who, cents, extra in plan:
+        before = a
+        kept = replace(before, standing=dict(before.standing))
+        a = place(a, bid(who, Decimal(cents) / 100, Decimal(cents + extra) / 100)).auction
+        fields = {f: getattr(a, f) for f in a.__dataclass_fields__}
+        assert a == replace(before, **fields) == Auction(**fields)
+        assert type(a) is Auction and a is not before
+        assert before == kept  # the auction it was copied from did not move
+    assert not hasattr(Auction, "__post_init__")  # _evolve skips it: one added must change _evolve

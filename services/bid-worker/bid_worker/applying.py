@@ -139,14 +139,16 @@ class Applier:
                     result.dead[index] = ("own_offer", "a bid on the bidder's own offer")
                 else:
                     by_offer[item.offer_id].append(item)
-            bidders = sorted(
-                {(w.offer_id, w.user_id) for ws in by_offer.values() for w in ws if isinstance(w, BidPlaced)}
-            )
-            standing = await store.standing_bids(conn, bidders)
+            # A plain read (no lock is taken), so in any order.
+            bidders = {
+                (w.offer_id, w.user_id) for ws in by_offer.values() for w in ws if isinstance(w, BidPlaced)
+            }
+            standing: dict[uuid.UUID, dict[uuid.UUID, uuid.UUID]] = defaultdict(dict)
+            for (offer_id, user_id), bid_id in (await store.standing_bids(conn, list(bidders))).items():
+                standing[offer_id][user_id] = bid_id
             outcomes: list[rules.Outcome] = []
             for offer_id, items in by_offer.items():
-                mine = {user: bid for (offer, user), bid in standing.items() if offer == offer_id}
-                auction = replace(offers[offer_id].auction, standing=mine)
+                auction = replace(offers[offer_id].auction, standing=standing.get(offer_id, {}))
                 outcomes.append(rules.apply(auction, items, now, self._grace))
             judged = [j for o in outcomes for j in o.judged]
             final = {bid_id: status for o in outcomes for bid_id, status in o.statuses.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Protocol, TypeVar
@@ -88,13 +89,16 @@ def started(shards: int) -> None:
     DEAD_LETTERS.labels("malformed")
 
 
-def judged(decisions: Iterable[Judged]) -> None:
+def judged(decisions: Sequence[Judged]) -> None:
     """Count a committed batch's decisions: the new leaders, and the refused by their reason."""
-    for decision in decisions:
-        if decision.status == "rejected":
-            BIDS_REJECTED.labels("worker", str(decision.reason)).inc()
-        else:
-            BIDS_APPLIED.inc()
+    # Counted first, then one increment per series: a labelled increment costs a lock and a lookup,
+    # a batch holds up to a thousand decisions and only a few reasons.
+    rejected = Counter(d.reason for d in decisions if d.status == "rejected")
+    applied = len(decisions) - rejected.total()
+    for reason, count in rejected.items():
+        BIDS_REJECTED.labels("worker", str(reason)).inc(count)
+    if applied:
+        BIDS_APPLIED.inc(applied)
 
 
 def ends_fired(lateness: Iterable[timedelta]) -> None:
