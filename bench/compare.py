@@ -5,13 +5,15 @@ the one-hop baseline and the stack, printed one line each. Swap a file, run it a
 run's ratios (and CPU per bid, which moves much less with the machine's load than requests per second).
 
 COMPARE_REQUESTS (20000), COMPARE_CONCURRENCY (100,1000), COMPARE_RATE (200; 0 skips the fixed
-rate), COMPARE_SECONDS (15), COMPARE_PIPELINE=1 adds the bare pipeline baseline.
+rate), COMPARE_SECONDS (15), COMPARE_PIPELINE=1 adds the bare pipeline baseline, COMPARE_PROFILE=DIR keeps py-spy
+profiles of the stack's gateway, bids service and workers during each hey run (see profile.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import aiohttp
 
@@ -61,7 +63,7 @@ async def compare() -> None:
                     one_hop,
                     pipeline,
                     stack.log_dir,
-                    Profiler(None),
+                    Profiler(Path(profile) if (profile := os.environ.get("COMPARE_PROFILE")) else None),
                 )
                 for r in runs:
                     print(

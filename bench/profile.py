@@ -1,7 +1,8 @@
 """BENCH_PROFILE=DIR: py-spy samples the busy services during a measurement, for the findings.
 
 Each profile is a folded-stack text file (`py-spy record -f raw`) plus a short summary of where the
-time went, by function, in DIR. py-spy is in requirements-dev.txt; it needs ptrace (root here).
+time went, by function, in DIR. py-spy is in requirements-dev.txt; it needs ptrace (root here). As
+root it runs at real-time priority, so its samples follow the services' real CPU on a busy machine.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class Profiler:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.directory.mkdir(parents=True, exist_ok=True)
         out = self.directory / f"{label}.txt"
+        command = [spy, "record", "-p", str(pid), "-r", str(RATE), "-f", "raw", "-o", str(out)]
         proc = subprocess.Popen(
-            [spy, "record", "-p", str(pid), "-r", str(RATE), "-f", "raw", "-o", str(out), "--nonblocking"],
+            [*_realtime(), *command, "--nonblocking"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -52,6 +54,13 @@ class Profiler:
             if out.exists():
                 out.with_suffix(".summary.txt").write_text(summarise(out))
         self._running.clear()
+
+
+def _realtime() -> list[str]:
+    """`chrt -f 50` where it can be had (root, chrt installed): on a saturated machine a sampler that
+    waits for a CPU of its own samples late, and counts the services' waits for a CPU as their work."""
+    chrt = shutil.which("chrt")
+    return [chrt, "-f", "50"] if chrt and os.geteuid() == 0 else []
 
 
 def summarise(folded: Path, top: int = 25) -> str:
