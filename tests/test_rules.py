@@ -18,6 +18,7 @@ from auction_shared.rules import (
     Rejection,
     Status,
     Terms,
+    _evolve,
     apply,
     close,
     increment,
@@ -320,3 +321,5 @@ def test_the_fast_copy_of_an_auction_is_what_dataclasses_replace_makes(plan) -> 
         assert type(a) is Auction and a is not before
         assert before == kept  # the auction it was copied from did not move
     assert not hasattr(Auction, "__post_init__")  # _evolve skips it: one added must change _evolve
+    with pytest.raises(TypeError, match="no field"):
+        _evolve(a, prize=a.price)

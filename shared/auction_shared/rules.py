@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -222,9 +222,14 @@ def _evolve(auction: Auction, **changes: Any) -> Auction:
     """`dataclasses.replace` for the one call per bid: the same result (Auction has no __post_init__
     and no init-only field; tests/test_rules.py checks both agree), without replace's per-field
     checks and frozen __init__, which were a third of `place`."""
+    if not changes.keys() <= _AUCTION_FIELDS:  # a misspelt field must fail, as replace would
+        raise TypeError(f"Auction has no field {sorted(changes.keys() - _AUCTION_FIELDS)}")
     moved = object.__new__(Auction)
     moved.__dict__.update(auction.__dict__, **changes)
     return moved
+
+
+_AUCTION_FIELDS = frozenset(f.name for f in fields(Auction))
 
 
 def extended_end(auction: Auction, received: datetime) -> datetime | None:

@@ -13,10 +13,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never one handed out before by this process: once the probing
+    socket closes the kernel may offer the same port again, and a service then fails to bind it while
+    the process that got it first answers in its place (a metrics server took a bench gateway's port,
+    passed its health check and answered POST /v1/offer with 405)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class ServiceProcess:
