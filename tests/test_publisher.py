@@ -165,7 +165,7 @@ async def test_a_connection_lost_mid_batch_confirms_only_what_the_broker_took_an
         assert "down" in seen, "the cut came too late to catch anything in flight"
         # Every publish answered as confirmed is in the queue (a 503 may still have reached it).
         proxy.restore()
-        await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+        await publishing_again(connection, publisher)
         after = [f"after-{i}" for i in range(200)]
         resumed = await asyncio.gather(*(outcome(publisher, KEPT, i) for i in after))
         assert set(resumed) == {"confirmed"}
@@ -200,6 +200,17 @@ async def test_a_channel_the_broker_closes_mid_batch_fails_its_publishes_and_the
     finally:
         await publisher.close()
         await connection.close()
+
+
+async def publishing_again(connection: AbstractRobustConnection, publisher: Publisher) -> None:
+    """Wait until the connection is back and the publisher's channel with it: the robust channel is
+    restored a moment after the connection, and a publish in between is refused as down (503)."""
+    await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+
+    async def probe_returned() -> bool:
+        return await outcome(publisher, UNROUTABLE, uuid.uuid4().hex) == "returned"
+
+    await wait_until(probe_returned, 30, "the publisher's channel back")
 
 
 def kind_of(result: BaseException | None) -> str:
@@ -251,7 +262,7 @@ async def test_a_relay_batch_cut_mid_flight_reports_down_for_what_was_not_confir
         seen = [kind_of(r) for r in await running]
         assert set(seen) <= {"confirmed", "down"} and "down" in seen, set(seen)
         proxy.restore()
-        await wait_until(lambda: broker_is_up(connection), 30, "the publisher's connection back")
+        await publishing_again(connection, publisher)
         again = await publisher.publish_all([Outgoing(KEPT, b"{}", f"after-all-{i}") for i in range(100)])
         assert again == [None] * 100
         kept = set(await own_broker.kept_ids())
