@@ -186,10 +186,7 @@ async def test_a_channel_the_broker_closes_mid_batch_fails_its_publishes_and_the
         seen = await asyncio.gather(*(outcome(publisher, KEPT, f"lost-{i}") for i in range(300)))
         assert set(seen) == {"down"}, set(seen)
 
-        async def publishes_again() -> bool:
-            return await outcome(publisher, UNROUTABLE, uuid.uuid4().hex) == "returned"
-
-        await wait_until(publishes_again, 30, "the publisher's channel reopened")
+        await publishing_again(connection, publisher)
         # Re-bind the queues the deleted exchange took with it, then publish as before.
         exchange = await own_broker.channel.get_exchange(own_broker.topology.events_exchange)
         kept = await own_broker.channel.get_queue(own_broker.kept_queue)

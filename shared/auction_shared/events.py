@@ -15,7 +15,6 @@ so a producer and a consumer read the same definition and a reader sees the whol
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,26 +145,18 @@ def decode(body: bytes) -> Contract:
 # --- field checks shared by the contracts -------------------------------------------------------
 
 
-# The form every service writes ids in: checked by a match, much faster than parsing a UUID.
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def _check_uuid(value: Any, name: str) -> None:
-    """MalformedEvent unless `value` is a UUID (or a string `_uuid` takes for one)."""
-    if not (isinstance(value, str) and _CANONICAL_UUID.fullmatch(value)):
-        _uuid(value, name)
-
-
 def _uuid(value: Any, name: str) -> uuid.UUID:
     """A UUID as asyncpg makes them (a `uuid.UUID` parsed, hashed and compared in C: the stdlib's
     took a tenth of the worker's apply path, three per bid and every set and sort of them), or the
-    stdlib's for the forms only it reads (braces, `urn:uuid:`)."""
+    stdlib's for the forms only it reads (braces, `urn:uuid:`); MalformedEvent if neither reads it."""
     if isinstance(value, uuid.UUID):
         return value
-    try:
-        return FastUUID(value) if isinstance(value, str) else uuid.UUID(str(value))
-    except ValueError:
-        pass
+    if isinstance(value, str):
+        try:
+            parsed: uuid.UUID = FastUUID(value)
+            return parsed
+        except ValueError:
+            pass
     try:
         return uuid.UUID(str(value))
     except ValueError:
@@ -212,7 +203,7 @@ def _offer(value: Any, name: str = "offer") -> dict[str, Any]:
     """A public offer view: an object with a UUID id and, when present, an integer version ≥ 1."""
     if not isinstance(value, Mapping):
         raise MalformedEvent(f"{name} is not an object")
-    _check_uuid(value.get("id"), f"{name}.id")
+    _uuid(value.get("id"), f"{name}.id")
     version = value.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise MalformedEvent(f"{name}.version must be an integer >= 1")
@@ -224,7 +215,7 @@ def _offer(value: Any, name: str = "offer") -> dict[str, Any]:
 def _bid(value: Any, *, private: bool) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise MalformedEvent("bid is not an object")
-    _check_uuid(value.get("id"), "bid.id")
+    _uuid(value.get("id"), "bid.id")
     if not private and value.get("max_price") is not None:
         raise MalformedEvent("a public bid carries its max_price, which only its bidder may see")
     return dict(value)
