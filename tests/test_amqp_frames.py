@@ -189,6 +189,25 @@ def test_a_malformed_frame_fails_as_pamqp_fails_it(broken: bytes) -> None:
         asyncio.run(read_all(broken, []))
 
 
+def test_the_frames_before_a_malformed_one_are_read_first() -> None:
+    good = pamqp.frame.marshal(commands.Basic.Ack(7), 1)
+    broken = pamqp.frame.marshal(commands.Basic.Ack(8), 1)[:-1] + b"\x00"
+
+    async def read() -> tuple[list[Any], BaseException | None]:
+        receiver = BufferedFrameReceiver(reader_of(good + broken + good, []))
+        receiver.started = True
+        frames = []
+        try:
+            while True:
+                frames.append(await receiver.get_frame())
+        except InvalidFrameError as exc:
+            return frames, exc
+
+    frames, error = asyncio.run(read())
+    assert [f.delivery_tag for _, _, f in frames] == [7]
+    assert isinstance(error, InvalidFrameError)
+
+
 def test_a_stream_cut_inside_a_frame_is_a_lost_connection() -> None:
     whole = pamqp.frame.marshal(ContentBody(b"x" * 100), 1)
 

@@ -131,8 +131,10 @@ def _quick(kind: int, payload: bytes) -> Any:
     raise _Fallback
 
 
-def split_frames(data: bytes) -> tuple[list[Received], int]:
-    """The whole frames at the start of `data`, decoded, and how many bytes they took."""
+def split_frames(data: bytes) -> tuple[list[Received], int, InvalidFrameError | None]:
+    """The whole frames at the start of `data`, decoded, how many bytes they took, and the error of
+    a malformed frame that stopped the split (the frames before it are good: aiormq handles them
+    before it learns of the error, as it did when it read one frame at a time)."""
     frames: list[Received] = []
     at = 0
     size = len(data)
@@ -141,16 +143,19 @@ def split_frames(data: bytes) -> tuple[list[Received], int]:
         end = at + 7 + length  # the frame-end octet's position
         if end >= size:
             break
-        if data[end] != FRAME_END:
-            _pamqp(data[at : end + 1])  # raises as aiormq did
         try:
-            frame = _quick(kind, data[at + 7 : end])
-        except (_Fallback, ValueError, IndexError, struct.error):
-            frames.append(_pamqp(data[at : end + 1]))
-        else:
-            frames.append((length + 8, channel, frame))
+            if data[end] != FRAME_END:
+                _pamqp(data[at : end + 1])  # raises, as aiormq did
+            try:
+                frame = _quick(kind, data[at + 7 : end])
+            except (_Fallback, ValueError, IndexError, struct.error):
+                frames.append(_pamqp(data[at : end + 1]))
+            else:
+                frames.append((length + 8, channel, frame))
+        except InvalidFrameError as exc:
+            return frames, at, exc
         at = end + 1
-    return frames, at
+    return frames, at, None
 
 
 def _pamqp(frame: bytes) -> Received:
@@ -167,10 +172,13 @@ class BufferedFrameReceiver(aiormq.connection.FrameReceiver):
         super().__init__(reader)
         self._pending: bytes = b""
         self._frames: collections.deque[Received] = collections.deque()
+        self._error: InvalidFrameError | None = None
 
     async def get_frame(self) -> Received:
         if self._frames:
             return self._frames.popleft()
+        if self._error is not None:
+            raise self._error
         if not self._pending and self.reader.at_eof():
             del self.reader  # as aiormq: the connection ended between frames
             raise StopAsyncIteration
@@ -180,11 +188,13 @@ class BufferedFrameReceiver(aiormq.connection.FrameReceiver):
                 if data.startswith(b"AMQP"):  # the broker's answer to a protocol it does not speak
                     raise ProtocolSyntaxError("Unexpected AMQP protocol header")
                 self.started = True
-            frames, used = split_frames(data)
+            frames, used, self._error = split_frames(data)
             self._pending = data[used:]
             if frames:
                 self._frames.extend(frames)
                 return self._frames.popleft()
+            if self._error is not None:
+                raise self._error
 
     async def _read(self) -> bytes:
         try:
