@@ -238,6 +238,21 @@ def test_a_broker_that_answers_with_its_protocol_header_is_refused() -> None:
         asyncio.run(read())
 
 
+def test_a_protocol_header_that_arrives_in_two_reads_is_refused_too() -> None:
+    async def read() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"AM")
+        receiver = BufferedFrameReceiver(reader)
+        reading = asyncio.ensure_future(receiver.get_frame())
+        await asyncio.sleep(0)  # the first read takes "AM" alone
+        reader.feed_data(b"QP\x00\x00\x09\x01")
+        reader.feed_eof()
+        await reading
+
+    with pytest.raises(ProtocolSyntaxError):
+        asyncio.run(read())
+
+
 def test_install_makes_aiormq_connect_with_the_buffered_reader() -> None:
     amqp_frames.install()
     assert aiormq.connection.FrameReceiver is BufferedFrameReceiver

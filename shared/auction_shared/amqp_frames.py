@@ -184,7 +184,7 @@ class BufferedFrameReceiver(aiormq.connection.FrameReceiver):
             raise StopAsyncIteration
         while True:
             data = self._pending + await self._read()
-            if not self.started:
+            if not self.started and len(data) >= 4:  # the first four bytes tell
                 if data.startswith(b"AMQP"):  # the broker's answer to a protocol it does not speak
                     raise ProtocolSyntaxError("Unexpected AMQP protocol header")
                 self.started = True
