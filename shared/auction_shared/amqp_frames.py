@@ -31,13 +31,14 @@ from pamqp.header import ContentHeader
 # A read takes what the socket has, up to this much: about 150 bids' deliveries.
 READ_SIZE = 65536
 
+# The frame layout, read here and written by confirms.py: type, channel, payload size, payload, end.
 FRAME_METHOD, FRAME_HEADER, FRAME_BODY = 1, 2, 3
+FRAME_HEAD = struct.Struct(">BHI")
 FRAME_END = 0xCE
-_FRAME_HEADER = struct.Struct(">BHI")
 _METHOD = struct.Struct(">HH")
 _DELIVERY_TAG = struct.Struct(">qB")  # signed, as pamqp reads a longlong
 _CONTENT_HEADER = struct.Struct(">HHQH")
-_CLASS_BASIC = 60
+_CLASS_BASIC = Basic.frame_id
 _DELIVER, _ACK = 60, 80
 
 # Basic's content properties in wire order, as pamqp defines them: (flag bit, attribute, type, the
@@ -139,7 +140,7 @@ def split_frames(data: bytes) -> tuple[list[Received], int, InvalidFrameError | 
     at = 0
     size = len(data)
     while size - at >= 7:
-        kind, channel, length = _FRAME_HEADER.unpack_from(data, at)
+        kind, channel, length = FRAME_HEAD.unpack_from(data, at)
         end = at + 7 + length  # the frame-end octet's position
         if end >= size:
             break

@@ -33,6 +33,8 @@ from pamqp import commands
 from pamqp.common import FieldValue
 from pamqp.header import ContentHeader
 
+from .amqp_frames import FRAME_BODY, FRAME_END, FRAME_HEAD, FRAME_HEADER, FRAME_METHOD
+
 MAX_ROUTING_KEY = 255
 
 # --- the publish frames, encoded by hand --------------------------------------------------------
@@ -41,9 +43,7 @@ MAX_ROUTING_KEY = 255
 # service's CPU per bid. The Publisher sets only these four properties, and its headers hold
 # strings, integers and floats: those frames are written here, byte for byte as pamqp writes them
 # (tests/test_publish_frames.py compares the two); anything else goes through pamqp.
-_FRAME_HEAD = struct.Struct(">BHI")  # type, channel, payload size
-_FRAME_END = b"\xce"
-_METHOD, _HEADER, _BODY = 1, 2, 3
+_FRAME_END = bytes((FRAME_END,))
 _BASIC_PUBLISH = struct.pack(">IH", commands.Basic.Publish.index, 0)  # class+method, ticket 0
 _CONTENT_HEADER = struct.Struct(">HxxQH")  # class (Basic), weight 0, body size, property flags
 _LONG = struct.Struct(">I")
@@ -79,7 +79,7 @@ def _table(headers: Mapping[str, FieldValue]) -> bytes:
 
 
 def _frame(kind: int, number: int, payload: bytes) -> bytes:
-    return _FRAME_HEAD.pack(kind, number, len(payload)) + payload + _FRAME_END
+    return FRAME_HEAD.pack(kind, number, len(payload)) + payload + _FRAME_END
 
 
 def _hand_encoded(
@@ -117,7 +117,7 @@ def _hand_encoded(
     bits = bytes((bool(method.mandatory) | bool(method.immediate) << 1,))
     method_frame = _BASIC_PUBLISH + exchange + routing_key + bits
     header = _CONTENT_HEADER.pack(commands.Basic.frame_id, body_size, flags) + b"".join(parts)
-    return _frame(_METHOD, number, method_frame) + _frame(_HEADER, number, header)
+    return _frame(FRAME_METHOD, number, method_frame) + _frame(FRAME_HEADER, number, header)
 
 
 def publish_frames(
@@ -134,7 +134,7 @@ def publish_frames(
             ContentHeader(body_size=len(body), properties=properties), number
         )
     size = max_content_size
-    return head + b"".join(_frame(_BODY, number, body[i : i + size]) for i in range(0, len(body), size))
+    return head + b"".join(_frame(FRAME_BODY, number, body[i : i + size]) for i in range(0, len(body), size))
 
 
 class ConfirmedChannel:
