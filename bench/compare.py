@@ -68,7 +68,13 @@ async def compare() -> None:
                 for r in runs:
                     print(
                         f"-c {r.concurrency}: {r.stack.rps:.0f} rps vs one-hop {r.baseline.rps:.0f} = {r.rps_ratio:.2f}x, "
-                        f"p99 {r.p99_ratio:.2f}x, answers {r.stack.statuses}; cpu/bid {_rounded(r.stack_cpu)}",
+                        f"p99 {r.p99_ratio:.2f}x, answers {r.stack.statuses}; cpu/bid {_rounded(r.stack_cpu)}; "
+                        f"one-hop cpu/request {_rounded(r.baseline_cpu)}"
+                        + (
+                            f"; pipeline {r.pipeline.rps:.0f} rps, cpu/bid {_rounded(r.pipeline_cpu)}"
+                            if r.pipeline
+                            else ""
+                        ),
                         flush=True,
                     )
     finally:

@@ -9,7 +9,7 @@ import sys
 
 from auction_shared.config import ConfigError, Settings
 from auction_shared.observability import observe
-from auction_shared.web import install_uvloop
+from auction_shared.web import install_uvloop, settle_garbage_collector
 
 from .health import start_health
 from .settings import WorkerSettings
@@ -29,6 +29,7 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
+    settle_garbage_collector()
     health = await start_health(worker, port) if port is not None else None
     log.info("bid-worker %s consuming %d shards", worker.worker.worker_id, settings.bid_shards)
     # A shard loop that cannot be restarted ends the process (non-zero): its orchestrator restarts
