@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): start the stack, measure every section, stop it, write the report.
 
 BENCH_QUICK=1 runs tiny sizes in seconds (CI runs it so the harness cannot rot); BENCH_ONLY picks
-sections (intake, drain, fanout, memory, ends, observability); BENCH_OUT is the directory for the report and chart
+sections (intake, drain, fanout, memory, ends, observability); BENCH_OUT is the directory for the report, chart and results.pickle
 (default: BENCHMARKS.md at the top of the checkout for a full run, bench/results/<mode>/ otherwise);
 BENCH_PROFILE=DIR keeps py-spy profiles of the busy services there; BENCH_LOGS=DIR keeps the logs.
 Exit status 1 means a correctness check failed (a bug), never that a target was missed.
@@ -284,7 +284,9 @@ def main() -> int:
     results.load_after = _load()
     report.write(results, report_path, chart_path)
     # Kept (git-ignored) so the report can be written again: python -m bench.report <this> <report> <chart>
-    saved = ROOT / "bench" / "results" / plan.mode / "results.pickle"
+    # With BENCH_OUT, beside that run's report, so runs kept apart do not overwrite each other's.
+    kept_in = report_path.parent if os.environ.get("BENCH_OUT") else ROOT / "bench" / "results" / plan.mode
+    saved = kept_in / "results.pickle"
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_bytes(pickle.dumps(results))
     print(f"wrote {report_path} and {chart_path}", flush=True)
