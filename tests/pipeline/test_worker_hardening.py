@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from decimal import Decimal
 
+import aio_pika
 import asyncpg
 
 from auction_shared.broker import Topology
@@ -80,3 +82,46 @@ async def test_a_bid_for_an_unknown_offer_is_dead_lettered_not_dropped(
     assert "unknown offer" in reasons[str(stray.bid_id)]
     assert "offer_id header" in reasons[str(misrouted.bid_id)]
     assert "dead_lettered=2" in repr(worker)
+
+
+async def all_consumed(raw_channel, settings) -> bool:
+    """Every shard queue exists and has a consumer."""
+    for name in Topology.from_settings(settings).shard_queues:
+        channel = await raw_channel.get_underlay_channel()  # a 404 closes a channel: use a fresh one
+        try:
+            probe = await channel.connection.channel()
+            try:
+                declared = await probe.queue_declare(name, passive=True)
+            finally:
+                if not probe.is_closed:
+                    await probe.close()
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        if declared.consumer_count < 1:
+            return False
+    return True
+
+
+async def test_shard_queues_deleted_under_the_worker_are_declared_again_and_bids_flow_again(
+    worker, raw_channel, offers_client, make_user, settings
+):
+    """An operator deletes the shard queues (the management UI's Delete): the broker cancels their
+    consumers, and the worker declares the queues again and consumes them, without a restart."""
+    owner = await make_user("own")
+    offer = await create_offer(offers_client, owner, bid_price=1)
+    first = raw_bid(offer["id"], "first", "2")
+    await publish_raw(raw_channel, settings, first.encode(), offer["id"], str(first.bid_id))
+    await wait_applied(settings.database_url, [str(first.bid_id)])
+    for name in Topology.from_settings(settings).shard_queues:
+        await raw_channel.queue_delete(name)
+    # While a shard queue is gone, RabbitMQ 3.10's consistent-hash exchange still routes to it and
+    # drops the message without returning it: wait for the queues to be back, consumed.
+    deadline = time.monotonic() + 30
+    while not await all_consumed(raw_channel, settings):
+        assert time.monotonic() < deadline, "the shard queues were never declared and consumed again"
+        await asyncio.sleep(0.2)
+    later = raw_bid(offer["id"], "later", "3")
+    await publish_raw(raw_channel, settings, later.encode(), offer["id"], str(later.bid_id))
+    await wait_applied(settings.database_url, [str(later.bid_id)])
+    assert worker.shard_loops_alive()
+    assert not worker.failed.is_set()

@@ -66,6 +66,7 @@ class Shard:
         # The batch being applied: a stop lets it finish before the channel closes.
         self.current: asyncio.Future[None] | None = None
         self.last_delivery = float("-inf")
+        self.batches = 0  # applied (committed) so far
         self.release_requested = False
         self._generation = 0
 

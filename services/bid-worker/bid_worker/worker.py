@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import ChannelNotFoundEntity
 
 from auction_shared import broker
 from auction_shared.broker import Publisher, Topology
@@ -32,7 +33,7 @@ from .dead_letter_queue import measure_depth, watch_depth
 from .dead_letters import DeadLetters
 from .roster import join_roster, new_roster, share_shards
 from .settings import WorkerSettings
-from .shards import Delivery, Shard
+from .shards import WAKE, Delivery, Shard
 
 log = logging.getLogger("bid_worker")
 
@@ -194,11 +195,15 @@ class BidWorker:
         failures = 0
         backoff = Backoff(0.5, 2.0)
         while True:
+            batches = shard.batches
             try:
                 await self._run_shard(shard)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if shard.batches != batches:  # the loop did work since it last failed
+                    failures = 0
+                    backoff.reset()
                 failures += 1
                 self.shard_restarts += 1
                 log.exception("shard %d loop failed (%d in a row); restarting it", shard.index, failures)
@@ -208,11 +213,30 @@ class BidWorker:
                     return
                 await backoff.wait()
                 try:
-                    assert self._connection is not None
-                    await shard.release(self._connection, self.worker.prefetch)
+                    await self._resubscribe(shard)
                 except Exception:
                     log.exception("shard %d could not be resubscribed", shard.index)
-                continue
+                    # Nothing consumes the shard now, so no message would wake its loop: the loop
+                    # tries again at once (a failure more, after the backoff).
+                    shard.release_requested = True
+                    shard.inbox.put_nowait(WAKE)
+
+    async def _resubscribe(self, shard: Shard) -> None:
+        """Give back what the shard holds and queue up for it again. A shard queue that is gone
+        (deleted in the management UI, say) is declared again, with the rest of the pipeline:
+        the bids in it are lost with it, the ones published from then on are processed."""
+        assert self._connection is not None
+        await self._connection.connected.wait()  # a broker outage is waited out, not counted as failures
+        try:
+            await shard.release(self._connection, self.worker.prefetch)
+        except ChannelNotFoundEntity:
+            log.warning("shard %d's queue %s is gone: declaring it again", shard.index, shard.queue_name)
+            setup = await self._connection.channel()
+            try:
+                await broker.declare_bid_pipeline(setup, self.topology)
+            finally:
+                await setup.close()
+            await shard.subscribe(self._connection, self.worker.prefetch)
 
     async def _run_shard(self, shard: Shard) -> None:
         while True:
@@ -220,7 +244,7 @@ class BidWorker:
             if shard.release_requested:
                 assert self._connection is not None
                 log.info("worker %s hands shard %d to its owner", self.worker.worker_id, shard.index)
-                await shard.release(self._connection, self.worker.prefetch)
+                await self._resubscribe(shard)
                 observed.handed_over(shard.index)
                 continue
             if not isinstance(first, Delivery):
@@ -260,6 +284,7 @@ class BidWorker:
         self.applied += len(applied.decisions)
         self.ended += applied.ended
         self.batches += 1
+        shard.batches += 1
         if self._audit is not None and applied.decisions:
             self._audit.batch(applied.locked_at, [(d.bid.offer_id, d.bid.bid_id) for d in applied.decisions])
 
