@@ -80,10 +80,13 @@ def page_params(request: web.Request, *, default_size: int = 10, max_size: int =
 # every few requests here, each time walking the objects of every request in flight and moving them
 # to older generations that are walked again later. A service's own objects live for a request or
 # for the whole run, so it runs every 20,000 instead, and what exists once the service has started
-# is frozen out of every collection. The older generations keep their default pace: made rarer
-# too, they kept the cycles of a thousand closed WebSockets until the gateway's next burst of
-# sockets (peak 214 MB instead of 197 in `make bench`). Measured in bench/findings.md, 2026-12-07.
-GC_THRESHOLDS = (20_000, 10, 10)
+# is frozen out of every collection. The oldest generation is looked at with every middle one
+# (every 200,000 allocations; the default is 70,000): a keep-alive connection that lived long is
+# garbage there once it closes, and it waits for that collection. Looked at every 10 middle ones,
+# the thousand connections of a `hey -c 1000` run were still held when the gateway's next burst of
+# sockets came (its peak RSS in `make bench`: 205 MB against 196, and 194 without any of this).
+# Measured in bench/findings.md, 2026-12-07.
+GC_THRESHOLDS = (20_000, 10, 1)
 
 
 def settle_garbage_collector() -> None:
