@@ -242,7 +242,6 @@ class BidWorker:
         while True:
             first = await shard.inbox.get()
             if shard.release_requested:
-                assert self._connection is not None
                 log.info("worker %s hands shard %d to its owner", self.worker.worker_id, shard.index)
                 await self._resubscribe(shard)
                 observed.handed_over(shard.index)
