@@ -1,4 +1,4 @@
-"""What every aiohttp service has in common: settings key, auth, paging, logging, start-up."""
+"""What every aiohttp service has in common: settings key, auth, paging, logging, start-up, GC settings."""
 
 from __future__ import annotations
 
