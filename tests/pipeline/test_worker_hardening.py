@@ -86,17 +86,16 @@ async def test_a_bid_for_an_unknown_offer_is_dead_lettered_not_dropped(
 
 async def all_consumed(raw_channel, settings) -> bool:
     """Every shard queue exists and has a consumer."""
+    connection = (await raw_channel.get_underlay_channel()).connection
     for name in Topology.from_settings(settings).shard_queues:
-        channel = await raw_channel.get_underlay_channel()  # a 404 closes a channel: use a fresh one
+        probe = await connection.channel()  # a 404 closes its channel: one probe per queue
         try:
-            probe = await channel.connection.channel()
-            try:
-                declared = await probe.queue_declare(name, passive=True)
-            finally:
-                if not probe.is_closed:
-                    await probe.close()
+            declared = await probe.queue_declare(name, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return False
+        finally:
+            if not probe.is_closed:
+                await probe.close()
         if declared.consumer_count < 1:
             return False
     return True

@@ -102,9 +102,7 @@ class BidWorker:
     async def start(self) -> None:
         self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 3)
         self._connection = await broker.connect(self.settings)
-        setup = await self._connection.channel()
-        await broker.declare_bid_pipeline(setup, self.topology)
-        await setup.close()
+        await self._declare_pipeline()
         self._publisher = Publisher(self._connection, self.topology, self.settings.dependency_timeout)
         await self._publisher.open()
         observed.started(self.settings.bid_shards)
@@ -231,12 +229,17 @@ class BidWorker:
             await shard.release(self._connection, self.worker.prefetch)
         except ChannelNotFoundEntity:
             log.warning("shard %d's queue %s is gone: declaring it again", shard.index, shard.queue_name)
-            setup = await self._connection.channel()
-            try:
-                await broker.declare_bid_pipeline(setup, self.topology)
-            finally:
-                await setup.close()
+            await self._declare_pipeline()
             await shard.subscribe(self._connection, self.worker.prefetch)
+
+    async def _declare_pipeline(self) -> None:
+        """Declare (idempotently) the exchanges and shard queues bids flow through."""
+        assert self._connection is not None
+        setup = await self._connection.channel()
+        try:
+            await broker.declare_bid_pipeline(setup, self.topology)
+        finally:
+            await setup.close()
 
     async def _run_shard(self, shard: Shard) -> None:
         while True:
