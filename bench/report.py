@@ -291,8 +291,14 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         add("")
     soak = results.soak
     if soak is not None and soak.result is not None:
+        runs = (
+            f"`hey -z {soak.seconds:g}s`"
+            if soak.parts == 1
+            # hey reports at most a million answers (bench/hey.py): a longer soak is hey runs in a row.
+            else f"{soak.parts} runs of `hey -z {soak.seconds / soak.parts:g}s` in a row"
+        )
         add(
-            f"Steady load: `hey -z {soak.seconds:g}s` at {soak.target_rps:.0f} requests/s (half the best "
+            f"Steady load: {runs} at {soak.target_rps:.0f} requests/s (half the best "
             f"intake rate measured above) against `POST /v1/bid`; it achieved {soak.result.rps:.0f} rps "
             f"({_statuses(soak.result.statuses, soak.result.errors)}). RSS after {soak.warmup_seconds:.0f} s "
             "of warm-up against the mean of the last three readings:\n"
