@@ -298,8 +298,13 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
             else f"{soak.parts} runs of `hey -z {soak.seconds / soak.parts:g}s` in a row"
         )
         add(
-            f"Steady load: {runs} at {soak.target_rps:.0f} requests/s (half the best "
-            f"intake rate measured above) against `POST /v1/bid`; it achieved {soak.result.rps:.0f} rps "
+            f"Steady load: {runs} at {soak.target_rps:.0f} requests/s ("
+            + (
+                "half the best intake rate measured above"
+                if results.intake
+                else "no intake run to take half of"
+            )
+            + f") against `POST /v1/bid`; it achieved {soak.result.rps:.0f} rps "
             f"({_statuses(soak.result.statuses, soak.result.errors)}). RSS after {soak.warmup_seconds:.0f} s "
             "of warm-up against the mean of the last three readings:\n"
         )
