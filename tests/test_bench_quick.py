@@ -64,7 +64,9 @@ def test_the_quick_bench_measures_every_section_and_its_checks_pass(tmp_path: Pa
     report = (tmp_path / "BENCHMARKS.md").read_text()
     missing = [s for s in SECTIONS if s not in report]
     assert not missing, f"sections missing: {missing}\n{report}"
-    assert "correctness checks passed" in report and "FAILED" not in report, report
+    # Its own section: the findings quoted further down may tell of a check that failed once.
+    correctness = report.split("## Correctness", 1)[1].split("\n## ", 1)[0]
+    assert "correctness checks passed" in correctness and "FAILED" not in correctness, correctness
     assert "Not run." not in report, report
     for figure in (
         "gateway → bids",
