@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,18 +61,19 @@ class HeyTruncated(RuntimeError):
 
 def combined(parts: list[HeyResult], command: str) -> HeyResult:
     """The runs of one load split into consecutive parts, as one result: statuses and errors added,
-    the rate over their time together. Percentiles cannot be added: there are none."""
+    the rate over their time together. Percentiles cannot be added: there are none (a lone part is
+    returned as it is)."""
+    if len(parts) == 1:
+        return parts[0]
     seconds = sum(p.total_seconds for p in parts)
-    answered = sum(p.responses + sum(p.errors.values()) for p in parts)
-    statuses: dict[int, int] = {}
-    errors: dict[str, int] = {}
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
     for part in parts:
-        for status, n in part.statuses.items():
-            statuses[status] = statuses.get(status, 0) + n
-        for kind, n in part.errors.items():
-            errors[kind] = errors.get(kind, 0) + n
+        statuses.update(part.statuses)
+        errors.update(part.errors)
+    answered = statuses.total() + errors.total()
     rps = answered / seconds if seconds else float("nan")
-    return HeyResult(command, rps, seconds, {}, statuses, errors)
+    return HeyResult(command, rps, seconds, {}, dict(statuses), dict(errors))
 
 
 def parse(command: str, output: str) -> HeyResult:

@@ -99,7 +99,7 @@ async def measure(
             soak.series.setdefault(name, []).append((sample.at - started, rss))
         await asyncio.wait([running], timeout=sample_seconds)
     done = await running
-    soak.result = done[0] if parts == 1 else hey.combined(done, done[0].command)
+    soak.result = hey.combined(done, done[0].command)
     ended = time.monotonic()
     sample = memory.read()
     for name, rss in sample.rss.items():

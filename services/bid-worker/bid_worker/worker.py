@@ -70,7 +70,6 @@ class BidWorker:
         self.failed = asyncio.Event()
         self.applied = 0
         self.ended = 0
-        self.batches = 0
         self.shard_restarts = 0
         # Batches in their transaction at once, over all shards: a shard waiting for a turn gathers
         # a fuller batch meanwhile, and one batch costs the database and the outbox about the same
@@ -98,6 +97,11 @@ class BidWorker:
             f" batches={self.batches} dead_lettered={dead} retries={retries}"
             f" shard_restarts={self.shard_restarts}>"
         )
+
+    @property
+    def batches(self) -> int:
+        """Batches applied (committed) so far, over all shards."""
+        return sum(shard.batches for shard in self._shards)
 
     async def start(self) -> None:
         self._pool = await create_pool(self.settings, min_size=1, max_size=self.settings.bid_shards + 3)
@@ -285,7 +289,6 @@ class BidWorker:
         observed.judged(applied.decisions)  # committed
         self.applied += len(applied.decisions)
         self.ended += applied.ended
-        self.batches += 1
         shard.batches += 1
         if self._audit is not None and applied.decisions:
             self._audit.batch(applied.locked_at, [(d.bid.offer_id, d.bid.bid_id) for d in applied.decisions])
