@@ -136,6 +136,7 @@ async def run_sections(
                 pipeline,
                 work_dir,
                 profiler,
+                plan.intake_rounds,
             )
             print(f"1b. CPU per bid at {plan.fixed_rate_rps:g} requests/s", flush=True)
             urls = {

@@ -5,7 +5,7 @@ the one-hop baseline and the stack, printed one line each. Swap a file, run it a
 run's ratios (and CPU per bid, which moves much less with the machine's load than requests per second).
 
 COMPARE_REQUESTS (20000), COMPARE_CONCURRENCY (100,1000), COMPARE_RATE (200; 0 skips the fixed
-rate), COMPARE_SECONDS (15), COMPARE_PIPELINE=1 adds the bare pipeline baseline, COMPARE_PROFILE=DIR keeps py-spy
+rate), COMPARE_SECONDS (15), COMPARE_PIPELINE=1 adds the bare pipeline baseline, COMPARE_ROUNDS (1) runs each concurrency that often, COMPARE_PROFILE=DIR keeps py-spy
 profiles of the stack's gateway, bids service and workers during each hey run (see profile.py).
 """
 
@@ -64,6 +64,7 @@ async def compare() -> None:
                     pipeline,
                     stack.log_dir,
                     Profiler(Path(profile) if (profile := os.environ.get("COMPARE_PROFILE")) else None),
+                    int(os.environ.get("COMPARE_ROUNDS", "1")),
                 )
                 for r in runs:
                     print(

@@ -56,6 +56,8 @@ class IntakeRun:
     pipeline: hey.HeyResult | None = None
     pipeline_settle: Settle | None = None
     pipeline_cpu: dict[str, float] = field(default_factory=dict)
+    # Which round of this concurrency (1, 2, ...); see `measure`.
+    round: int = 1
 
     @property
     def rps_ratio(self) -> float:
@@ -169,26 +171,60 @@ async def measure(
     pipeline_url: str | None,
     work_dir: Path,
     profiler: Profiler,
+    rounds: int = 1,
 ) -> list[IntakeRun]:
-    assert stack.pool is not None
+    """`rounds` runs of each path at each concurrency. A round runs the paths back to back, so all
+    of them see the same machine; the order turns round every other round (baseline first, then
+    the stack first), so a machine slowing down or speeding up during a round favours neither."""
     runs = []
-    timeout = 300 + requests / 100
     for c in concurrency:
-        offer = await api.create_offer(seller, f"hey -c {c}")
-        body = work_dir / f"bid-c{c}.json"
-        body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
-        # Baseline first, then the stack, back to back, so both see the same machine.
-        base_args = hey.command_line(
+        for n in range(1, rounds + 1):
+            run = await _round(
+                stack, api, seller, bidder, requests, c, n, baseline_url, pipeline_url, work_dir, profiler
+            )
+            runs.append(run)
+            print(
+                f"  intake -c {c}{f' round {n}' if rounds > 1 else ''}: {run.stack.rps:.0f} rps "
+                f"(baseline {run.baseline.rps:.0f}), p99 {run.stack.p99 * 1000:.0f} ms "
+                f"(baseline {run.baseline.p99 * 1000:.0f}), bare pipeline "
+                f"{run.pipeline.rps if run.pipeline else float('nan'):.0f} rps, "
+                f"statuses {run.stack.statuses} errors {run.stack.errors}; applied in "
+                f"{run.settle.seconds_after_hey:.1f}s after hey, ok={run.settle.ok} {run.settle.problems}",
+                flush=True,
+            )
+    return runs
+
+
+async def _round(
+    stack: BenchStack,
+    api: PublicApi,
+    seller: Account,
+    bidder: Account,
+    requests: int,
+    c: int,
+    n: int,
+    baseline_url: str,
+    pipeline_url: str | None,
+    work_dir: Path,
+    profiler: Profiler,
+) -> IntakeRun:
+    assert stack.pool is not None
+    timeout = 300 + requests / 100
+    # Each round bids on an offer of its own: its checks count that offer's bids only.
+    offer = await api.create_offer(seller, f"hey -c {c} round {n}")
+    body = work_dir / f"bid-c{c}-r{n}.json"
+    body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
+
+    async def baseline_run() -> tuple[hey.HeyResult, dict[str, float]]:
+        args = hey.command_line(
             baseline_url, requests=requests, concurrency=c, body_file=body, token=bidder.token
         )
         before = cpu.snapshot(stack.processes)
-        baseline = await asyncio.to_thread(hey.run, base_args, token=bidder.token, timeout=timeout)
-        baseline_cpu = cpu.per_request(before, cpu.snapshot(stack.processes), baseline.responses)
-        pipeline = None
-        if pipeline_url is not None:
-            pipeline = await _pipeline_run(
-                stack, api, seller, bidder, pipeline_url, requests, c, work_dir, timeout
-            )
+        result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
+        return result, cpu.per_request(before, cpu.snapshot(stack.processes), result.responses)
+
+    async def stack_run() -> tuple[hey.HeyResult, Settle, dict[str, float]]:
+        assert stack.pool is not None
         args = hey.command_line(
             stack.gateway_url + "/v1/bid",
             requests=requests,
@@ -198,7 +234,7 @@ async def measure(
         )
         for proc in stack.processes:
             if kind_of(proc.name) in ("gateway", "bids", "bid-worker") and proc.proc.poll() is None:
-                profiler.start(f"intake-c{c}-{proc.name}", proc.pid)
+                profiler.start(f"intake-c{c}-r{n}-{proc.name}", proc.pid)
         before = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
         result = await asyncio.to_thread(hey.run, args, token=bidder.token, timeout=timeout)
         ended = time.monotonic()
@@ -207,20 +243,27 @@ async def measure(
         )
         # Until every bid is applied: the workers' share of a request is spent partly after hey ends.
         after = cpu.snapshot(stack.processes, await cpu.database_backends(stack.pool))
-        stack_cpu = cpu.per_request(before, after, result.responses)
         profiler.stop()
-        runs.append(
-            IntakeRun(c, requests, result, baseline, settle, stack_cpu, baseline_cpu, *(pipeline or ()))
+        return result, settle, cpu.per_request(before, after, result.responses)
+
+    async def pipeline_run() -> tuple[hey.HeyResult, Settle, dict[str, float]] | None:
+        if pipeline_url is None:
+            return None
+        return await _pipeline_run(
+            stack, api, seller, bidder, pipeline_url, requests, c, n, work_dir, timeout
         )
-        print(
-            f"  intake -c {c}: {result.rps:.0f} rps (baseline {baseline.rps:.0f}), "
-            f"p99 {result.p99 * 1000:.0f} ms (baseline {baseline.p99 * 1000:.0f}), "
-            f"bare pipeline {pipeline[0].rps if pipeline else float('nan'):.0f} rps, "
-            f"statuses {result.statuses} errors {result.errors}; applied in "
-            f"{settle.seconds_after_hey:.1f}s after hey, ok={settle.ok} {settle.problems}",
-            flush=True,
-        )
-    return runs
+
+    if n % 2:
+        baseline, baseline_cpu = await baseline_run()
+        pipeline = await pipeline_run()
+        result, settle, stack_cpu = await stack_run()
+    else:
+        result, settle, stack_cpu = await stack_run()
+        pipeline = await pipeline_run()
+        baseline, baseline_cpu = await baseline_run()
+    return IntakeRun(
+        c, requests, result, baseline, settle, stack_cpu, baseline_cpu, *(pipeline or ()), round=n
+    )
 
 
 async def _pipeline_run(
@@ -231,13 +274,14 @@ async def _pipeline_run(
     url: str,
     requests: int,
     concurrency: int,
+    n: int,
     work_dir: Path,
     timeout: float,
 ) -> tuple[hey.HeyResult, Settle, dict[str, float]]:
     """hey against the bare pipeline, on an offer of its own; CPU counted until its consumer caught up."""
     assert stack.pool is not None
-    offer = await api.create_offer(seller, f"bare pipeline -c {concurrency}")
-    body = work_dir / f"bid-pipeline-c{concurrency}.json"
+    offer = await api.create_offer(seller, f"bare pipeline -c {concurrency} round {n}")
+    body = work_dir / f"bid-pipeline-c{concurrency}-r{n}.json"
     body.write_bytes(orjson.dumps({"bid_price": float(BID_PRICE), "offer_id": offer["id"]}))
     args = hey.command_line(
         url, requests=requests, concurrency=concurrency, body_file=body, token=bidder.token

@@ -25,6 +25,8 @@ class Plan:
     soak_seconds: float
     soak_sample_seconds: float
     sections: tuple[str, ...] = SECTIONS
+    # 1. how many times each concurrency runs (the targets take the median and show the spread).
+    intake_rounds: int = 2
     # 1b. requests per second and seconds of the fixed-rate CPU measurement (below saturation).
     fixed_rate_rps: float = 200.0
     fixed_rate_seconds: float = 30.0

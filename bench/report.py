@@ -132,23 +132,32 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         "(`bench/baselines/bare_pipeline.py`). Its CPU is counted until every bid is applied.\n"
     )
     if results.intake:
-        add("| -c | path | requests | rps | p50 | p99 | answers | rps ratio | p99 ratio | vs pipeline |")
-        add("|---|---|---|---|---|---|---|---|---|---|")
+        rounds = max(len(runs) for runs in results.intake_rounds().values())
+        add(
+            f"Each concurrency ran in {rounds} round{'s' if rounds > 1 else ''}: the baseline, the bare "
+            "pipeline and the stack back to back, the order turned round in every other round (the "
+            "stack first), so a machine that speeds up or slows down favours neither side. The "
+            "targets above take the median of the rounds' ratios and show their spread.\n"
+        )
+        add(
+            "| -c | round | path | requests | rps | p50 | p99 | answers | rps ratio | p99 ratio | vs pipeline |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results.intake:
             add(
-                f"| {r.concurrency} | gateway → bids | {r.requests:,} | {_num(r.stack.rps)} | {ms(r.stack.p50)} | "
+                f"| {r.concurrency} | {r.round} | gateway → bids | {r.requests:,} | {_num(r.stack.rps)} | {ms(r.stack.p50)} | "
                 f"{ms(r.stack.p99)} | {_statuses(r.stack.statuses, r.stack.errors)} | {r.rps_ratio:.2f}× | "
                 f"{r.p99_ratio:.2f}× | {_num(r.pipeline_rps_ratio, 2)}× rps, {_num(r.pipeline_p99_ratio, 2)}× p99 |"
             )
             add(
-                f"| {r.concurrency} | bare proxy → bare app | {r.requests:,} | {_num(r.baseline.rps)} | "
+                f"| {r.concurrency} | {r.round} | bare proxy → bare app | {r.requests:,} | {_num(r.baseline.rps)} | "
                 f"{ms(r.baseline.p50)} | {ms(r.baseline.p99)} | "
                 f"{_statuses(r.baseline.statuses, r.baseline.errors)} | 1 | 1 | |"
             )
             if r.pipeline is not None:
                 q = r.pipeline
                 add(
-                    f"| {r.concurrency} | bare pipeline | {r.requests:,} | {_num(q.rps)} | {ms(q.p50)} | "
+                    f"| {r.concurrency} | {r.round} | bare pipeline | {r.requests:,} | {_num(q.rps)} | {ms(q.p50)} | "
                     f"{ms(q.p99)} | {_statuses(q.statuses, q.errors)} | {q.rps / r.baseline.rps:.2f}× | "
                     f"{q.p99 / r.baseline.p99:.2f}× | 1 |"
                 )
@@ -158,10 +167,10 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
             "`*` = machine-wide, other users' load included):\n"
         )
         for r in results.intake:
-            add(f"- `-c {r.concurrency}` stack: {_cpu(r.stack_cpu)}")
-            add(f"- `-c {r.concurrency}` baseline: {_cpu(r.baseline_cpu)}")
+            add(f"- `-c {r.concurrency}` round {r.round}, stack: {_cpu(r.stack_cpu)}")
+            add(f"- `-c {r.concurrency}` round {r.round}, baseline: {_cpu(r.baseline_cpu)}")
             if r.pipeline is not None:
-                add(f"- `-c {r.concurrency}` bare pipeline: {_cpu(r.pipeline_cpu)}")
+                add(f"- `-c {r.concurrency}` round {r.round}, bare pipeline: {_cpu(r.pipeline_cpu)}")
         add("")
         out.extend(fixed_rate.markdown(results.fixed_rate))
         add(
@@ -169,14 +178,14 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
             '`{"bid_price": 4321.5, "offer_id": "<an offer of another user>"}`):\n'
         )
         add("```sh")
-        for r in results.intake:
-            add(_portable(r.stack.command))
+        for command in dict.fromkeys(_portable(r.stack.command) for r in results.intake):
+            add(command)
         add("# baseline: BARE_PORT=9101 python -m bench.baselines.bare_intake &")
         add(
             "#           BARE_PORT=9102 BARE_UPSTREAM=http://127.0.0.1:9101 python -m bench.baselines.bare_proxy &"
         )
-        for r in results.intake:
-            add(_portable(r.baseline.command, baseline=True))
+        for command in dict.fromkeys(_portable(r.baseline.command, baseline=True) for r in results.intake):
+            add(command)
         add(
             "# bare pipeline: AMQP_PREFIX=bare BID_SHARDS=8 BARE_PORT=9103 python -m bench.baselines.bare_pipeline &"
         )
@@ -200,14 +209,14 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     )
     if results.intake:
         add(
-            "| -c | 202s | applied (bid_count) | bid rows | leading | final price | max sent | "
+            "| -c | round | 202s | applied (bid_count) | bid rows | leading | final price | max sent | "
             "applied after hey | end to end | check |"
         )
-        add("|---|---|---|---|---|---|---|---|---|---|")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results.intake:
             s = r.settle
             add(
-                f"| {r.concurrency} | {s.accepted:,} | {s.applied:,} | {s.rows:,} | {s.leading} | {s.final_price} | "
+                f"| {r.concurrency} | {r.round} | {s.accepted:,} | {s.applied:,} | {s.rows:,} | {s.leading} | {s.final_price} | "
                 f"{s.max_sent} | {_num(s.seconds_after_hey, 1)} s | {_num(s.end_to_end_bids_per_s)} bids/s | "
                 f"{'ok' if s.ok else '**FAILED**: ' + '; '.join(s.problems)} |"
             )
@@ -355,8 +364,8 @@ def chart(results: Results, path: Path) -> Path | None:
     left, right = axes
     for r in results.intake:
         for result, label, style in (
-            (r.stack, f"gateway -c {r.concurrency}", "-"),
-            (r.baseline, f"bare proxy -c {r.concurrency}", "--"),
+            (r.stack, f"gateway -c {r.concurrency} ({r.round})", "-"),
+            (r.baseline, f"bare proxy -c {r.concurrency} ({r.round})", "--"),
         ):
             xs = [q for q in PERCENTILES if q in result.latency]
             left.plot(

@@ -1,0 +1,88 @@
+"""How the bench judges intake run in rounds: the median of the rounds' ratios decides a target, and
+the report shows the lowest and highest round beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import hey
+from bench.intake import IntakeRun, Settle
+from bench.plan import Plan
+from bench.report import markdown
+from bench.results import Results, Target
+
+pytestmark = pytest.mark.unit
+
+
+def answered(rps: float, p99: float, statuses: dict[int, int] | None = None) -> hey.HeyResult:
+    return hey.HeyResult("hey", rps, 10.0, {50: p99 / 2, 99: p99}, statuses or {202: int(rps * 10)})
+
+
+def run(c: int, n: int, stack_rps: float, baseline_rps: float, pipeline_rps: float) -> IntakeRun:
+    stack = answered(stack_rps, 0.3)
+    return IntakeRun(
+        c,
+        1000,
+        stack,
+        answered(baseline_rps, 0.2),
+        Settle(stack.responses, applied=stack.responses),
+        pipeline=answered(pipeline_rps, 0.4),
+        pipeline_settle=Settle(stack.responses),
+        round=n,
+    )
+
+
+def results(*runs: IntakeRun) -> Results:
+    return Results(Plan.small(), "now", "abc1234", "a machine", intake=list(runs))
+
+
+def target(out: Results, what: str) -> Target:
+    return next(t for t in out.targets() if t.what == what)
+
+
+def test_the_median_round_decides_and_the_spread_is_shown() -> None:
+    out = results(
+        run(1000, 1, 640, 1000, 800),
+        run(1000, 2, 580, 1000, 800),
+        run(1000, 3, 700, 1000, 800),
+        run(100, 1, 480, 1000, 600),
+        run(100, 2, 530, 1000, 600),
+    )
+    top = target(out, "intake -c 1000: rps vs one-hop baseline")
+    assert top.met is True  # median 0.64, though round 2 alone (0.58) would miss 0.6
+    assert top.figure == "0.64× (0.58–0.70 over 3 rounds)"
+    low = target(out, "intake -c 100: rps vs one-hop baseline")
+    assert low.met is True  # median of 0.48 and 0.53
+    assert low.figure == "0.51× (0.48–0.53 over 2 rounds)"
+    assert target(out, "intake -c 1000: p99 vs one-hop baseline").figure == "1.50× (1.50–1.50 over 3 rounds)"
+
+
+def test_a_median_below_the_target_misses_whatever_the_best_round() -> None:
+    out = results(run(1000, 1, 700, 1000, 800), run(100, 1, 400, 1000, 600), run(100, 2, 520, 1000, 600))
+    assert target(out, "intake -c 100: rps vs one-hop baseline").met is False
+    assert target(out, "intake -c 100: rps vs bare pipeline").met is True  # 0.77× median
+
+
+def test_one_round_is_shown_as_its_figures() -> None:
+    out = results(run(1000, 1, 640, 1000, 800))
+    figure = target(out, "intake -c 1000: rps vs one-hop baseline").figure
+    assert figure == "640 / 1000 = 0.64×"
+
+
+def test_non_2xx_answers_add_up_over_the_rounds_and_checks_name_their_round() -> None:
+    bad = run(1000, 2, 600, 1000, 800)
+    bad.stack = answered(600, 0.3, {202: 5990, 503: 10})
+    out = results(run(1000, 1, 600, 1000, 800), bad)
+    assert target(out, "intake -c 1000: non-2xx answers").figure == "10"
+    names = [c.what for c in out.checks()]
+    assert "hey -c 1000 round 2: every 202 bid applied once, final price = max sent" in names
+
+
+def test_the_report_lists_every_round(tmp_path: Path) -> None:
+    out = results(run(100, 1, 480, 1000, 600), run(100, 2, 530, 1000, 600))
+    report = markdown(out, None, tmp_path)
+    assert "| 100 | 1 | gateway → bids |" in report
+    assert "| 100 | 2 | bare proxy → bare app |" in report
+    assert "Each concurrency ran in 2 rounds" in report
