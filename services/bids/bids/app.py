@@ -16,7 +16,7 @@ from auction_shared.web import base_app
 from . import store
 from .intake import OFFER_CACHE, PENDING
 from .offer_cache import OfferCache
-from .pending import PendingRecords, keep_session
+from .pending import HeldConnection, PendingRecords, keep_session
 from .routes import setup_routes
 
 
@@ -31,9 +31,11 @@ def _intake_parts(settings: Settings) -> Callable[[web.Application], AsyncIterat
             server_settings={"synchronous_commit": "off"},
             reset=keep_session,
         )
-        app[PENDING] = PendingRecords(pending_pool)
+        held = HeldConnection(pending_pool)
+        app[PENDING] = PendingRecords(held)
         yield
         await app[PENDING].close()
+        await held.close()
         await pending_pool.close()
 
     return ctx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -54,7 +54,13 @@ async def forget_expired_requests(pool: asyncpg.Pool) -> int:
     return int(status.split()[-1])
 
 
-async def record_pending(pool: asyncpg.Pool, bids: Sequence[BidPlaced]) -> None:
+class Executes(Protocol):
+    """What the pending rows' writer needs: a pool, or a connection it holds (pending.py)."""
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+
+async def record_pending(pool: Executes, bids: Sequence[BidPlaced]) -> None:
     """The bids about to be queued, readable at once, in one statement (a retry's second record of a
     bid changes nothing)."""
     await pool.execute(
