@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -24,16 +26,27 @@ async def backends(db: asyncpg.Connection, name: str) -> list[int]:
     return [r["pid"] for r in rows]
 
 
-async def test_statements_share_one_connection_and_a_refused_row_keeps_it(world, settings, db):
-    owner, bidder = await accounts(world.auth, "held-owner", "held-bidder")
-    offer = await new_offer(world, owner)
+@asynccontextmanager
+async def held_on_own_pool(settings) -> AsyncIterator[tuple[HeldConnection, str]]:
+    """A held connection on a pool of its own, whose backends carry a name a test can look for. The
+    pool must close at the end: it would wait for ever for a connection never given back."""
     name = f"{NAME}-{uuid.uuid4().hex[:8]}"
     pool = await asyncpg.create_pool(
         settings.database_url, min_size=0, max_size=2, server_settings={"application_name": name}
     )
     held = HeldConnection(pool)
-    records = PendingRecords(held)
     try:
+        yield held, name
+    finally:
+        await held.close()
+        await asyncio.wait_for(pool.close(), timeout=10)
+
+
+async def test_statements_share_one_connection_and_a_refused_row_keeps_it(world, settings, db):
+    owner, bidder = await accounts(world.auth, "held-owner", "held-bidder")
+    offer = await new_offer(world, owner)
+    async with held_on_own_pool(settings) as (held, name):
+        records = PendingRecords(held)
         await records.record(a_bid(offer["id"], bidder.user_id, 10))
         first = await backends(db, name)
         orphan = a_bid(str(uuid.uuid4()), bidder.user_id, 11)  # no such offer: the database refuses it
@@ -42,24 +55,16 @@ async def test_statements_share_one_connection_and_a_refused_row_keeps_it(world,
         for price in range(12, 20):
             await records.record(a_bid(offer["id"], bidder.user_id, price))
         assert await backends(db, name) == first and len(first) == 1
-    finally:
         await records.close()
-        await held.close()
-        await asyncio.wait_for(pool.close(), timeout=10)
     assert await db.fetchval("SELECT count(*) FROM bids WHERE offer_id = $1", uuid.UUID(offer["id"])) == 9
 
 
 async def test_a_lost_connection_fails_one_write_and_the_next_takes_a_fresh_one(world, settings, db):
     owner, bidder = await accounts(world.auth, "held-owner2", "held-bidder2")
     offer = await new_offer(world, owner)
-    name = f"{NAME}-{uuid.uuid4().hex[:8]}"
-    pool = await asyncpg.create_pool(
-        settings.database_url, min_size=0, max_size=2, server_settings={"application_name": name}
-    )
-    held = HeldConnection(pool)
-    records = PendingRecords(held)
     before, after = a_bid(offer["id"], bidder.user_id, 10), a_bid(offer["id"], bidder.user_id, 12)
-    try:
+    async with held_on_own_pool(settings) as (held, name):
+        records = PendingRecords(held)
         await records.record(before)
         [pid] = await backends(db, name)
         assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
@@ -70,21 +75,13 @@ async def test_a_lost_connection_fails_one_write_and_the_next_takes_a_fresh_one(
             await records.record(lost)
         await records.record(after)
         assert pid not in await backends(db, name)
-    finally:
         await records.close()
-        await held.close()
-        await asyncio.wait_for(pool.close(), timeout=10)
     rows = await db.fetch("SELECT id FROM bids WHERE offer_id = $1", uuid.UUID(offer["id"]))
     assert {r["id"] for r in rows} == {before.bid_id, after.bid_id}
 
 
 async def test_a_statement_cut_short_leaves_no_busy_connection_behind(settings):
-    name = f"{NAME}-{uuid.uuid4().hex[:8]}"
-    pool = await asyncpg.create_pool(
-        settings.database_url, min_size=0, max_size=2, server_settings={"application_name": name}
-    )
-    held = HeldConnection(pool)
-    try:
+    async with held_on_own_pool(settings) as (held, _):
         slow = asyncio.create_task(held.execute("SELECT pg_sleep(30)"))
         await asyncio.sleep(0.5)
         # Sent while the first is in flight: it goes through the pool's other connection.
@@ -94,6 +91,3 @@ async def test_a_statement_cut_short_leaves_no_busy_connection_behind(settings):
             await slow
         # The cancelled statement's connection is gone; the next statement runs at once on a new one.
         assert await asyncio.wait_for(held.execute("SELECT 2"), timeout=10) == "SELECT 1"
-    finally:
-        await held.close()
-        await asyncio.wait_for(pool.close(), timeout=10)
