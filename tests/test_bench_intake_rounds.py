@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from bench import hey
+from bench.fixed_rate import ONE_HOP, STACK, FixedRate, FixedRatePath
 from bench.intake import IntakeRun, Settle
+from bench.observability import OFF, SHIPPED, Observability, ObservedRun
 from bench.plan import Plan
 from bench.report import markdown
 from bench.results import Results, Target
@@ -86,3 +88,31 @@ def test_the_report_lists_every_round(tmp_path: Path) -> None:
     assert "| 100 | 1 | gateway → bids |" in report
     assert "| 100 | 2 | bare proxy → bare app |" in report
     assert "Each concurrency ran in 2 rounds" in report
+
+
+def test_the_cpu_ceilings_show_the_bare_proxy_of_the_same_run_beside_them() -> None:
+    out = results(run(1000, 1, 640, 1000, 800))
+    fixed = FixedRate(200, 20)
+    fixed.paths.append(FixedRatePath(STACK, answered(200, 0.01), {"gateway": 478, "bids": 787}))
+    fixed.paths.append(FixedRatePath(ONE_HOP, answered(200, 0.01), {"bare-proxy": 542, "bare-intake": 200}))
+    out.fixed_rate = fixed
+    gateway = target(out, "CPU per bid at 200/s: gateway")
+    assert (gateway.figure, gateway.met) == ("478 µs (0.88× the bare proxy's 542 µs)", False)
+    bids = target(out, "CPU per bid at 200/s: bids")
+    assert (bids.figure, bids.met) == ("787 µs (1.45× the bare proxy's 542 µs)", False)
+    fixed.paths.pop()  # no baseline measured: the figure alone
+    assert target(out, "CPU per bid at 200/s: gateway").figure == "478 µs"
+
+
+def observed(label: str, n: int, rps: float) -> ObservedRun:
+    return ObservedRun(label, n, answered(rps, 0.1), Settle(int(rps * 10)), cpu_per_request=900)
+
+
+def test_the_observability_target_shows_its_rounds_as_intake_does() -> None:
+    watched = Observability(20, 100, 3)
+    for n, (off, shipped) in enumerate([(1000, 990), (1000, 900), (1000, 1020)]):
+        watched.runs += [observed(OFF, n, off), observed(SHIPPED, n, shipped)]
+    out = results(run(1000, 1, 640, 1000, 800))
+    out.observability = watched
+    shown = target(out, "intake rps as shipped (metrics on, tracing off) vs observability off")
+    assert (shown.figure, shown.met) == ("0.99× (0.90–1.02 over 3 rounds)", True)
