@@ -54,10 +54,10 @@ def test_the_median_round_decides_and_the_spread_is_shown() -> None:
     )
     top = target(out, "intake -c 1000: rps vs one-hop baseline")
     assert top.met is True  # median 0.64, though round 2 alone (0.58) would miss 0.6
-    assert top.figure == "0.64× (0.58–0.70 over 3 rounds)"
+    assert top.figure == "0.64× (0.58–0.70 over 3 rounds); the bare pipeline 0.80×"
     low = target(out, "intake -c 100: rps vs one-hop baseline")
     assert low.met is True  # median of 0.48 and 0.53
-    assert low.figure == "0.51× (0.48–0.53 over 2 rounds)"
+    assert low.figure == "0.51× (0.48–0.53 over 2 rounds); the bare pipeline 0.60×"
     assert target(out, "intake -c 1000: p99 vs one-hop baseline").figure == "1.50× (1.50–1.50 over 3 rounds)"
 
 
@@ -70,7 +70,10 @@ def test_a_median_below_the_target_misses_whatever_the_best_round() -> None:
 def test_one_round_is_shown_as_its_figures() -> None:
     out = results(run(1000, 1, 640, 1000, 800))
     figure = target(out, "intake -c 1000: rps vs one-hop baseline").figure
-    assert figure == "640 / 1000 = 0.64×"
+    assert figure == "640 / 1000 = 0.64×; the bare pipeline 0.80×"
+    alone = run(1000, 1, 640, 1000, 800)
+    alone.pipeline = None  # measured without the bare pipeline: no yardstick
+    assert target(results(alone), "intake -c 1000: rps vs one-hop baseline").figure == "640 / 1000 = 0.64×"
 
 
 def test_non_2xx_answers_add_up_over_the_rounds_and_checks_name_their_round() -> None:
