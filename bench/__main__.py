@@ -34,7 +34,7 @@ from .api import Account, PublicApi
 from .memory import MemoryWatch
 from .plan import SECTIONS, Plan
 from .profile import Profiler
-from .results import Results
+from .results import SPEED_LOOP, Results
 from .stack import BenchStack, raise_open_files_limit
 
 WATCHERS = 10
@@ -61,6 +61,17 @@ def _commit() -> str:
 
 def _load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _host_speed() -> float:
+    """Seconds a plain Python loop of SPEED_LOOP additions takes here: a yardstick of the host's speed.
+    Ratios to the same run's baselines hold across hosts far better than µs do, but not wholly (a
+    slow host costs aiohttp's client more than the stack's leaner hops: bench/findings.md)."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(SPEED_LOOP):
+        total += i
+    return time.perf_counter() - started
 
 
 def _paths(plan: Plan) -> tuple[Path, Path]:
@@ -277,12 +288,14 @@ def main() -> int:
         _commit(),
         machine,
         load_before=_load(),
+        speed_before=_host_speed(),
     )
     print(f"make bench: {plan.mode} run of {', '.join(plan.sections)} -> {report_path}", flush=True)
     started = time.monotonic()
     asyncio.run(measure(plan, results))
     results.seconds = time.monotonic() - started
     results.load_after = _load()
+    results.speed_after = _host_speed()
     report.write(results, report_path, chart_path)
     # Kept (git-ignored) so the report can be written again: python -m bench.report <this> <report> <chart>
     # With BENCH_OUT, beside that run's report, so runs kept apart do not overwrite each other's.

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import fixed_rate, observability
 from .hey import PERCENTILES
 from .plan import SECTIONS
-from .results import MB, Results, ms
+from .results import MB, SPEED_LOOP, Results, ms
 
 FINDINGS = Path(__file__).with_name("findings.md")
 CPU_ORDER = (
@@ -76,6 +76,17 @@ def _ends(results: Results, add: Callable[[str], None]) -> None:
     add("Reproduce: `BENCH_ONLY=ends make bench`.\n")
 
 
+def _host_speed(results: Results) -> str:
+    """The host's speed before and after the run, where it was taken (older runs did not)."""
+    before, after = results.speed_before, results.speed_after
+    if math.isnan(before):
+        return ""
+    return (
+        f" A plain Python loop of {SPEED_LOOP:,} additions took {before:.2f} s before the run and"
+        f" {after:.2f} s after: µs figures move with the host's speed, ratios much less."
+    )
+
+
 def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
     p = results.plan
     out: list[str] = []
@@ -85,7 +96,8 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
         f"Written by `{'BENCH_QUICK=1 ' if p.quick else ''}make bench` ({p.mode} run"
         f"{'' if set(p.sections) == set(SECTIONS) else ', sections: ' + ', '.join(p.sections)})"
         f" on {results.started_at}, commit `{results.commit}`, in {results.seconds / 60:.1f} min. "
-        f"{results.machine}. Load average before: {results.load_before}; after: {results.load_after}.\n"
+        f"{results.machine}. Load average before: {results.load_before}; after: {results.load_after}."
+        f"{_host_speed(results)}\n"
     )
     add(
         "Every figure is compared with a baseline measured in the same run on the same machine, "

@@ -21,6 +21,8 @@ from .plan import Plan
 from .soak import Soak
 
 MB = 1024 * 1024
+# The additions of the plain Python loop that times the host before and after a run.
+SPEED_LOOP = 3_000_000
 RSS_LIMIT = 200 * MB
 GROWTH_LIMIT = 0.10
 
@@ -48,6 +50,9 @@ class Results:
     machine: str
     load_before: str = ""
     load_after: str = ""
+    # Seconds of a plain Python loop before and after the run (`__main__._host_speed`); nan: not taken.
+    speed_before: float = math.nan
+    speed_after: float = math.nan
     seconds: float = 0.0
     intake: list[IntakeRun] = field(default_factory=list)
     fixed_rate: FixedRate | None = None

@@ -119,3 +119,18 @@ def test_the_observability_target_shows_its_rounds_as_intake_does() -> None:
     out.observability = watched
     shown = target(out, "intake rps as shipped (metrics on, tracing off) vs observability off")
     assert (shown.figure, shown.met) == ("0.99× (0.90–1.02 over 3 rounds)", True)
+
+
+def test_the_report_gives_the_host_speed_where_it_was_taken(tmp_path: Path) -> None:
+    def heading(out: Results) -> str:
+        return next(
+            line for line in markdown(out, None, tmp_path).splitlines() if line.startswith("Written by")
+        )
+
+    out = results(run(100, 1, 480, 1000, 600))
+    assert "additions" not in heading(out)  # a run from before the speed was taken
+    out.speed_before, out.speed_after = 0.27, 0.31
+    assert (
+        "A plain Python loop of 3,000,000 additions took 0.27 s before the run and 0.31 s after"
+        in heading(out)
+    )
