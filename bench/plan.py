@@ -33,8 +33,10 @@ class Plan:
     # 5. offers ending in the same second (end lateness).
     ending_offers: int = 1000
     # Report section 5, what watching costs: rounds of the three configurations, seconds and
-    # concurrency of each hey run, requests of its warm-up (about 25 s a run with the restart).
-    observability_rounds: int = 3
+    # concurrency of each hey run, requests of its warm-up (about 17 s a run with the restart).
+    # Six rounds put each configuration in each place twice. With three, one slow run in nine (the
+    # same code's CPU per request moved 637–814 µs between rounds) decided the median.
+    observability_rounds: int = 6
     observability_seconds: float = 12.0
     observability_concurrency: int = 100
     observability_warmup: int = 500
