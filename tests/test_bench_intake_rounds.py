@@ -1,5 +1,6 @@
-"""How the bench judges intake run in rounds: the median of the rounds' ratios decides a target, and
-the report shows the lowest and highest round beside it."""
+"""How the bench judges targets run in rounds: the median of the rounds' ratios decides a target, and
+the report shows the lowest and highest round beside it. Also the yardsticks the report puts beside
+#14's targets (the bare pipeline's own ratio, the bare proxy's µs) and the host's speed."""
 
 from __future__ import annotations
 
