@@ -75,6 +75,12 @@ class IntakeRun:
     def pipeline_p99_ratio(self) -> float:
         return self.stack.p99 / self.pipeline.p99 if self.pipeline and self.pipeline.p99 else float("nan")
 
+    @property
+    def bare_pipeline_ratio(self) -> float:
+        """The bare pipeline's own rate against the one-hop baseline: how far the same durable work
+        gets without the stack, the yardstick beside the stack's one-hop ratio."""
+        return self.pipeline.rps / self.baseline.rps if self.pipeline and self.baseline.rps else float("nan")
+
 
 async def wait_counted(
     pool: asyncpg.Pool, offer_id: str, accepted: int, hey_ended: float, answered: int

@@ -170,7 +170,7 @@ def markdown(results: Results, chart: Path | None, report_dir: Path) -> str:
                 q = r.pipeline
                 add(
                     f"| {r.concurrency} | {r.round} | bare pipeline | {r.requests:,} | {_num(q.rps)} | {ms(q.p50)} | "
-                    f"{ms(q.p99)} | {_statuses(q.statuses, q.errors)} | {q.rps / r.baseline.rps:.2f}× | "
+                    f"{ms(q.p99)} | {_statuses(q.statuses, q.errors)} | {r.bare_pipeline_ratio:.2f}× | "
                     f"{q.p99 / r.baseline.p99:.2f}× | 1 |"
                 )
         add("")

@@ -273,9 +273,9 @@ class Results:
                 runs, lambda r: r.rps_ratio, lambda r: f"{r.stack.rps:.0f} / {r.baseline.rps:.0f}"
             )
             # A yardstick beside it: how far the bare pipeline, the same durable work done barely, gets.
-            if all(r.pipeline is not None and r.baseline.rps for r in runs):
-                bare = statistics.median(r.pipeline.rps / r.baseline.rps for r in runs if r.pipeline)
-                figure += f"; the bare pipeline {bare:.2f}×"
+            bare = [r.bare_pipeline_ratio for r in runs]
+            if not any(math.isnan(b) for b in bare):
+                figure += f"; the bare pipeline {statistics.median(bare):.2f}×"
             out.append(
                 Target(f"intake -c {c}: rps vs one-hop baseline", figure, f"≥ {wanted}×", median >= wanted)
             )
