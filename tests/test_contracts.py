@@ -14,6 +14,7 @@ from auction_shared.events import (
     MAX_BID_CHANGES,
     BidChange,
     BidPlaced,
+    BidsPlaced,
     BidUpdated,
     CloseOffer,
     MalformedEvent,
@@ -56,6 +57,7 @@ EVERY_KIND = [
     a_bid(),
     a_bid(max_price=None),
     CloseOffer(offer_id=uuid.UUID(OFFER["id"])),
+    BidsPlaced(offer_id=uuid.UUID(OFFER["id"]), bids=(a_bid(), a_bid(max_price=None))),
 ]
 
 

@@ -6,7 +6,8 @@ one JSON envelope: `{"id", "type", "schema", "occurred_at", "data"}`.
 
 Routing keys on the events exchange:
 - `offer.created|updated|sold|ended`: public offer events (the gateways fan them out);
-- `bid.placed` and `command.*`: work for an offer's shard (hashed on the `offer_id` header);
+- `bid.placed` and `command.*`: work for an offer's shard (hashed on the `offer_id` header); a
+  `bid.placed` message holds one bid (`BidPlaced`) or several of one offer (`BidsPlaced`);
 - `user.<user id>`: private events for one user (the gateways bind the keys of connected users).
 
 Longer than one job's module on purpose: every message the system sends sits here beside the others,
@@ -41,6 +42,7 @@ class EventType(StrEnum):
     OFFER_SOLD = "offer.sold"
     OFFER_ENDED = "offer.ended"
     BID_PLACED = "bid.placed"
+    BIDS_PLACED = "bids.placed"
     BID_UPDATED = "bid.updated"
     CLOSE_OFFER = "command.close"
 
@@ -69,13 +71,15 @@ class Contract:
     type: ClassVar[EventType]
     # A message that must reach a queue: the broker's return is a failure, not a silent drop.
     mandatory: ClassVar[bool] = False
+    # The routing key of a contract that does not travel under its own type ("" if it does).
+    travels_as: ClassVar[str] = ""
 
     event_id: str = field(default_factory=_new_id, kw_only=True)
     occurred_at: str = field(default_factory=_now, kw_only=True)
 
     @property
     def routing_key(self) -> str:
-        return str(self.type)
+        return self.travels_as or str(self.type)
 
     def headers(self) -> dict[str, Any]:
         return {"schema": SCHEMA_VERSION}
@@ -115,11 +119,7 @@ def owners_of(routing_key: str) -> set[type[Contract]]:
         except ValueError:
             return set()
         return {BidUpdated, OfferSold, OfferEnded}
-    try:
-        kind = EventType(routing_key)
-    except ValueError:
-        return set()
-    return {CONTRACTS[kind]} if kind in CONTRACTS else set()
+    return {c for c in CONTRACTS.values() if (c.travels_as or str(c.type)) == routing_key}
 
 
 def decode(body: bytes) -> Contract:
@@ -503,4 +503,56 @@ class CloseOffer(ShardWork):
     def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
         return cls(
             offer_id=_uuid(data.get("offer_id"), "offer_id"), event_id=event_id, occurred_at=occurred_at
+        )
+
+
+# The most bids one `BidsPlaced` may hold (intake sends at most `bids.batching.MAX_BIDS_PER_MESSAGE`).
+MAX_BIDS_PER_MESSAGE = 1000
+
+
+@_contract
+@dataclass(frozen=True, kw_only=True)
+class BidsPlaced(ShardWork):
+    """Bids for one offer that intake received together, in the order received: one message, one
+    confirm and one delivery for all of them. It travels as `bid.placed`, beside single bids, so it
+    takes the same binding to the offer's shard. Its worker applies the bids as if each had come
+    alone, one after the other; a bid it can never apply goes to the dead-letter queue on its own."""
+
+    type: ClassVar[EventType] = EventType.BIDS_PLACED
+    travels_as: ClassVar[str] = str(EventType.BID_PLACED)
+
+    bids: tuple[BidPlaced, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.bids) <= MAX_BIDS_PER_MESSAGE:
+            raise MalformedEvent(f"bids must hold 1 to {MAX_BIDS_PER_MESSAGE} bids")
+        for index, bid in enumerate(self.bids):
+            if bid.offer_id != self.offer_id:
+                raise MalformedEvent(f"bids[{index}] is for another offer")
+
+    def to_data(self) -> dict[str, Any]:
+        return {"offer_id": str(self.offer_id), "bids": [bid.to_data() for bid in self.bids]}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], event_id: str, occurred_at: str) -> Contract:
+        items = data.get("bids")
+        if not isinstance(items, list):
+            raise MalformedEvent("bids is not a list")
+        if not 1 <= len(items) <= MAX_BIDS_PER_MESSAGE:
+            raise MalformedEvent(f"bids must hold 1 to {MAX_BIDS_PER_MESSAGE} bids")
+        bids = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise MalformedEvent(f"bids[{index}] is not an object")
+            try:
+                bid = BidPlaced.from_data(item, "", "")
+            except MalformedEvent as exc:
+                raise MalformedEvent(f"bids[{index}]: {exc}") from None
+            assert isinstance(bid, BidPlaced)
+            bids.append(bid)
+        return cls(
+            offer_id=_uuid(data.get("offer_id"), "offer_id"),
+            bids=tuple(bids),
+            event_id=event_id,
+            occurred_at=occurred_at,
         )

@@ -10,7 +10,7 @@ import aio_pika
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import Contract, MalformedEvent, decode
+from auction_shared.events import BidsPlaced, Contract, MalformedEvent, decode
 
 
 class EventTap:
@@ -50,7 +50,9 @@ class EventTap:
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         self.routing_keys_seen.append(message.routing_key or "")
         try:
-            self.events.append(decode(message.body))
+            event = decode(message.body)
+            # Several bids of one offer in one message: recorded one by one, in their order.
+            self.events += event.bids if isinstance(event, BidsPlaced) else [event]
         except MalformedEvent as exc:
             self.malformed.append((message.routing_key or "", str(exc)))
 

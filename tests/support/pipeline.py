@@ -14,7 +14,7 @@ import asyncpg
 
 from auction_shared.broker import Topology
 from auction_shared.config import Settings
-from auction_shared.events import BidPlaced, decode
+from auction_shared.events import BidPlaced, BidsPlaced, decode
 from bid_worker import sharing
 from tests.support.model import ModelBid
 from tests.support.waiting import wait_until
@@ -46,16 +46,18 @@ class BidTap:
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         try:
-            bid = decode(message.body)
-            if not isinstance(bid, BidPlaced):
-                return
+            event = decode(message.body)
         except ValueError:
             return  # poison messages published by a test are not bids
-        self.seen.append(str(bid.bid_id))
-        self.bids.append(bid)
-        self.order[str(bid.offer_id)].append(
-            ModelBid(str(bid.bid_id), bid.bid_price, bid.username, bid.max_price)
-        )
+        # Several bids of one offer may travel in one message: in queue order, one after the other.
+        for bid in event.bids if isinstance(event, BidsPlaced) else [event]:
+            if not isinstance(bid, BidPlaced):
+                return
+            self.seen.append(str(bid.bid_id))
+            self.bids.append(bid)
+            self.order[str(bid.offer_id)].append(
+                ModelBid(str(bid.bid_id), bid.bid_price, bid.username, bid.max_price)
+            )
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> None:
         await wait_until(lambda: len(self.seen) >= count, timeout, f"the tap to see {count} bids")

@@ -14,6 +14,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from auction_shared.broker import Topology
+from auction_shared.events import BidPlaced
 
 from . import observed
 from .dead_letter_queue import REASON_HEADER
@@ -39,22 +40,27 @@ class DeadLetters:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
-    async def send(self, message: Delivery, kind: str, reason: str) -> None:
+    async def send(self, message: Delivery, kind: str, reason: str, part: BidPlaced | None = None) -> bool:
         """Move `message` to the dead-letter queue with `reason` (`kind` names it for the metrics);
-        the caller no longer acks it.
+        the caller no longer acks it. If the copy cannot be published, the original is rejected
+        without requeue, which reaches the same queue (without the header): the shard must not stop
+        on it either way.
 
-        If the copy cannot be published, the original is rejected without requeue, which reaches the
-        same queue (without the header): the shard must not stop on it either way.
-        """
-        log.error("dead-lettering message %s: %s", message.message_id, reason)
+        With `part`, one bid of a message that holds several: that bid alone goes, as a message of
+        its own with the message's headers, and the message is left to the caller. The answer then
+        says whether the copy was sent."""
+        body, message_id = (
+            (message.body, message.message_id) if part is None else (part.encode(), part.event_id)
+        )
+        log.error("dead-lettering message %s: %s", message_id, reason)
         self.count += 1
         observed.dead_lettered(kind)
         headers = dict(message.headers)
         headers[REASON_HEADER] = reason[:500]
         copy = aio_pika.Message(
-            message.body,
+            body,
             headers=headers,
-            message_id=message.message_id,
+            message_id=message_id,
             content_type=message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
@@ -63,10 +69,21 @@ class DeadLetters:
                 raise RuntimeError("dead-letter channel not open")
             async with asyncio.timeout(self._timeout):
                 await self._exchange.publish(copy, routing_key="")
-            await message.ack()
         except Exception as exc:
-            log.warning("dead letter copy not sent (%r); rejecting the original instead", exc)
+            log.warning("dead letter copy not sent (%r)", exc)
+            if part is None:
+                await self.reject(message)
+            return False
+        if part is None:
             try:
-                await message.reject(requeue=False)
-            except Exception as reject_error:  # the channel died: the message comes back, and again here
-                log.warning("could not reject message %s: %r", message.message_id, reject_error)
+                await message.ack()
+            except Exception as ack_error:  # the channel died: the message comes back, and again here
+                log.warning("could not ack message %s after its copy: %r", message_id, ack_error)
+        return True
+
+    async def reject(self, message: Delivery) -> None:
+        """Reject without requeue: the message reaches the dead-letter queue without a reason."""
+        try:
+            await message.reject(requeue=False)
+        except Exception as reject_error:  # the channel died: the message comes back, and again here
+            log.warning("could not reject message %s: %r", message.message_id, reject_error)

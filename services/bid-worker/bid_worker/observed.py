@@ -67,7 +67,6 @@ async def batch(
         request_id.adopt(messages[0].headers)
         result = await work
     SHARD_APPLY.labels(label).observe(time.perf_counter() - started)
-    SHARD_BATCH.labels(label).observe(len(messages))
     if caught_up():
         SHARD_LAG.labels(label).set(0)
     if log.isEnabledFor(logging.DEBUG):  # a line per bid, under its own request id: DEBUG only
@@ -75,6 +74,11 @@ async def batch(
             with continuing(message.headers):
                 log.debug("shard %s: handled message %s", label, message.message_id)
     return result
+
+
+def batch_size(shard: int, items: int) -> None:
+    """The bids (and closes) one transaction applied: a message may hold several bids."""
+    SHARD_BATCH.labels(shard_label(shard)).observe(items)
 
 
 def started(shards: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable
 from datetime import datetime, timedelta, timezone
 
@@ -20,7 +21,7 @@ from auction_shared import broker
 from auction_shared.broker import Publisher, Topology
 from auction_shared.config import Settings
 from auction_shared.db import create_pool
-from auction_shared.events import BidPlaced, CloseOffer, MalformedEvent, decode
+from auction_shared.events import BidPlaced, BidsPlaced, CloseOffer, MalformedEvent, decode
 from auction_shared.outages import broker_is_up, database_is_up
 from auction_shared.outbox import OutboxRelay
 from auction_shared.retry import Backoff
@@ -266,23 +267,36 @@ class BidWorker:
                 await asyncio.shield(shard.current)
 
     async def _handle(self, shard: Shard, batch: list[Delivery]) -> None:
-        assert self._applier is not None and self._dead is not None
-        work: list[ShardMessage] = []
-        messages: list[Delivery] = []
+        """Check the batch's messages, then apply them in order, in transactions of at most
+        `max_batch` bids and closes (a message of several bids is never split)."""
+        assert self._dead is not None
         latest = datetime.now(timezone.utc) + MAX_CLOCK_SKEW
+        group: list[tuple[Delivery, list[ShardMessage]]] = []
+        size = 0
         for message in batch:
             try:
-                work.append(shard_message(message, latest))
-                messages.append(message)
+                items = shard_work(message, latest)
             except MalformedEvent as exc:
                 await self._dead.send(message, "malformed", str(exc))
-        if not work:
-            return
+                continue
+            if group and size + len(items) > self.worker.max_batch:
+                await self._apply(shard, group)
+                group, size = [], 0
+            group.append((message, items))
+            size += len(items)
+        if group:
+            await self._apply(shard, group)
+
+    async def _apply(self, shard: Shard, group: list[tuple[Delivery, list[ShardMessage]]]) -> None:
+        """One transaction for the group's work, then its dead letters and one ack for the rest."""
+        assert self._applier is not None
+        messages = [message for message, _ in group]
+        work = [item for _, items in group for item in items]
+        source = [at for at, (_, items) in enumerate(group) for _ in items]  # each item's message
+        observed.batch_size(shard.index, len(work))
         applied = await self._applier.apply_until_done(shard.index, work)
-        for index, (kind, reason) in applied.dead.items():
-            await self._dead.send(messages[index], kind, reason)
+        settled_alone = await self._dead_letter(applied.dead, work, source, messages)
         # One ack for the rest of the batch, after the commit (on a message not settled alone).
-        settled_alone = set(applied.dead)
         last = max((i for i in range(len(messages)) if i not in settled_alone), default=None)
         if last is not None:
             await self._settle(messages[last].ack(multiple=True))
@@ -293,6 +307,37 @@ class BidWorker:
         if self._audit is not None and applied.decisions:
             self._audit.batch(applied.locked_at, [(d.bid.offer_id, d.bid.bid_id) for d in applied.decisions])
 
+    async def _dead_letter(
+        self,
+        dead: dict[int, tuple[str, str]],
+        work: list[ShardMessage],
+        source: list[int],
+        messages: list[Delivery],
+    ) -> set[int]:
+        """Dead-letter the items of work that can never be applied; return the messages settled alone.
+
+        A message that holds one item goes as it is, settled alone. An item of a message holding
+        several goes as a message of its own, and its message is acked with the rest of the batch;
+        if that copy cannot be sent, its whole message is rejected to the dead-letter queue (the
+        items already applied in it are recognised by their ids, should it be replayed)."""
+        assert self._dead is not None
+        held = Counter(source)
+        settled_alone: set[int] = set()
+        for index, (kind, reason) in sorted(dead.items()):
+            at = source[index]
+            if at in settled_alone:
+                continue
+            item = work[index]
+            if held[at] == 1:
+                await self._dead.send(messages[at], kind, reason)
+                settled_alone.add(at)
+            elif isinstance(item, BidPlaced) and not await self._dead.send(
+                messages[at], kind, reason, part=item
+            ):
+                await self._dead.reject(messages[at])
+                settled_alone.add(at)
+        return settled_alone
+
     async def _settle(self, settle: Awaitable[object]) -> None:
         try:
             await settle
@@ -302,17 +347,23 @@ class BidWorker:
             log.warning("could not settle messages (%r); they will be redelivered", exc)
 
 
-def shard_message(message: Delivery, latest: datetime) -> ShardMessage:
-    """The bid or close a shard message holds, every field checked; MalformedEvent says why not.
+def shard_work(message: Delivery, latest: datetime) -> list[ShardMessage]:
+    """The bids or the close a shard message holds, every field checked; MalformedEvent says why not.
 
     `latest`: the latest `placed_at` a bid may carry (ours plus the clock skew allowed)."""
     event = decode(message.body)
-    if not isinstance(event, (BidPlaced, CloseOffer)):
+    items: list[ShardMessage]
+    if isinstance(event, BidsPlaced):
+        items = list(event.bids)
+    elif isinstance(event, (BidPlaced, CloseOffer)):
+        items = [event]
+    else:
         raise MalformedEvent(f"{event.type} does not belong in a shard queue")
     # The header placed it in its shard: one that names another offer breaks that offer's order.
     header = message.headers.get("offer_id")
     if header != str(event.offer_id):
         raise MalformedEvent("the offer_id header does not name the offer of the message")
-    if isinstance(event, BidPlaced) and event.placed_at > latest:
-        raise MalformedEvent("placed_at is in the future")
-    return event
+    for item in items:
+        if isinstance(item, BidPlaced) and item.placed_at > latest:
+            raise MalformedEvent("placed_at is in the future")
+    return items

@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from auction_shared.broker import broker, declare_bid_pipeline
+from auction_shared.broker import PUBLISHER, broker, declare_bid_pipeline
 from auction_shared.config import Settings
 from auction_shared.db import DB_POOL, create_pool, database
 from auction_shared.housekeeping import periodically
 from auction_shared.web import base_app
 
 from . import store
-from .intake import OFFER_CACHE, PENDING
+from .batching import BidBatches
+from .intake import BATCHES, OFFER_CACHE, PENDING
 from .offer_cache import OfferCache
 from .pending import HeldConnection, PendingRecords, keep_session
 from .routes import setup_routes
@@ -33,7 +34,9 @@ def _intake_parts(settings: Settings) -> Callable[[web.Application], AsyncIterat
         )
         held = HeldConnection(pending_pool)
         app[PENDING] = PendingRecords(held)
+        app[BATCHES] = BidBatches(app[PUBLISHER])
         yield
+        await app[BATCHES].close()
         await app[PENDING].close()
         await held.close()
         await pending_pool.close()

@@ -24,7 +24,6 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from auction_shared.broker import PUBLISHER
 from auction_shared.db import DB_POOL
 from auction_shared.events import BidPlaced, money
 from auction_shared.jsonio import json_response
@@ -34,6 +33,7 @@ from auction_shared.validation import Money, StrictModel, parse_body, parse_uuid
 from auction_shared.web import SETTINGS, identity
 
 from . import store
+from .batching import BidBatches
 from .offer_cache import OfferCache
 from .pending import PendingRecords
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 OFFER_CACHE = web.AppKey("offer_cache", OfferCache)
 PENDING = web.AppKey("pending_records", PendingRecords)
+BATCHES = web.AppKey("bid_batches", BidBatches)
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -101,7 +102,8 @@ def _refused(reason: str, status: int, detail: str, field: str | None = None) ->
 
 
 async def _queue(request: web.Request, bid: BidPlaced) -> None:
-    """Record the bid pending for reads, then publish with a confirm (else a 503 problem)."""
+    """Record the bid pending for reads, then publish it with a confirm, in its offer's message of
+    this loop turn (batching.py); else a 503 problem."""
     pool = request.app[DB_POOL]
     timeout = request.app[SETTINGS].dependency_timeout
     try:
@@ -109,7 +111,7 @@ async def _queue(request: web.Request, bid: BidPlaced) -> None:
     except Exception:  # a failed record only delays the bid's reads, never its queueing
         log.warning("bid %s not recorded pending", bid.bid_id, exc_info=True)
     try:
-        await request.app[PUBLISHER].send(bid)
+        await request.app[BATCHES].send(bid)
     except DependencyDown:
         # 503, maybe queued: the row goes unless the worker already decided the bid. Should the bid
         # have reached the queue all the same, the worker writes its row from the message.
