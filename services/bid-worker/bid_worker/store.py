@@ -98,9 +98,9 @@ async def standing_bids(
 async def already_applied(conn: asyncpg.Connection, bid_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """The bids processed before (a pending row written by intake is not processed yet).
 
-    A join on the ids, not `id = ANY($1)`: for a thousand ids PostgreSQL sometimes planned that as a
-    scan of the whole table testing each row against every id, a second or more per batch once the
-    table held a few hundred thousand bids (bench/findings.md, "one message per offer")."""
+    A join on the ids, probed by the primary key: `id = ANY($1)` with a thousand ids was where
+    PostgreSQL spent most of its time in runs where its CPU per bid rose tenfold (bench/findings.md,
+    "one message per offer and loop turn")."""
     rows = await conn.fetch(
         "SELECT b.id FROM unnest($1::uuid[]) AS v(id) JOIN bids b ON b.id = v.id WHERE b.status <> 'pending'",
         list(bid_ids),
