@@ -11,8 +11,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 import aio_pika
@@ -20,22 +18,12 @@ import pytest
 
 from auction_shared.broker import Publisher, Topology, connect
 from auction_shared.config import Settings
-from auction_shared.events import BidPlaced, BidsPlaced, Contract, decode
+from auction_shared.events import BidsPlaced, Contract, decode
 from auction_shared.problems import DependencyDown
 from bids.batching import BidBatches
 from tests.support.faultproxy import FaultProxy
+from tests.test_bids_placed_contract import bid
 from tests.test_publisher import publishing_again
-
-
-def bid(offer_id: uuid.UUID, price: int) -> BidPlaced:
-    return BidPlaced(
-        bid_id=uuid.uuid4(),
-        offer_id=offer_id,
-        user_id=uuid.uuid4(),
-        username=f"b{price}",
-        bid_price=Decimal(price),
-        placed_at=datetime.now(timezone.utc),
-    )
 
 
 class Broker:
