@@ -506,7 +506,7 @@ class CloseOffer(ShardWork):
         )
 
 
-# The most bids one `BidsPlaced` may hold (intake sends at most `bids.batching.MAX_BIDS_PER_MESSAGE`).
+# The most bids one `BidsPlaced` may hold (intake sends at most `bids.batching.MAX_BIDS_SENT_TOGETHER`).
 MAX_BIDS_PER_MESSAGE = 1000
 
 

@@ -32,7 +32,7 @@ from auction_shared.problems import DependencyDown
 log = logging.getLogger(__name__)
 
 # At most this many bids in one message (a busier turn sends several, in order).
-MAX_BIDS_PER_MESSAGE = 64
+MAX_BIDS_SENT_TOGETHER = 64
 
 _Waiting = tuple[BidPlaced, "asyncio.Future[None]"]
 
@@ -40,7 +40,7 @@ _Waiting = tuple[BidPlaced, "asyncio.Future[None]"]
 class BidBatches:
     """Gathers the bids handed over in one loop turn, by offer, and publishes each offer's in one message."""
 
-    def __init__(self, publisher: Publisher, limit: int = MAX_BIDS_PER_MESSAGE) -> None:
+    def __init__(self, publisher: Publisher, limit: int = MAX_BIDS_SENT_TOGETHER) -> None:
         self._publisher = publisher
         self._limit = limit
         self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
