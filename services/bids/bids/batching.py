@@ -43,8 +43,8 @@ class BidBatches:
     def __init__(self, publisher: Publisher, limit: int = MAX_BIDS_SENT_TOGETHER) -> None:
         self._publisher = publisher
         self._limit = limit
-        self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
-        self._contexts: dict[uuid.UUID, contextvars.Context] = {}
+        # Each offer's bids of this turn, with the context of its first (its request id and trace).
+        self._waiting: dict[uuid.UUID, tuple[contextvars.Context, list[_Waiting]]] = {}
         self._flush_scheduled = False
         self._publishing: set[asyncio.Task[None]] = set()
 
@@ -53,11 +53,9 @@ class BidBatches:
         `Publisher.send` does (DependencyDown)."""
         loop = asyncio.get_running_loop()
         confirmed: asyncio.Future[None] = loop.create_future()
-        group = self._waiting.get(bid.offer_id)
-        if group is None:
-            group = self._waiting[bid.offer_id] = []
-            self._contexts[bid.offer_id] = contextvars.copy_context()
-        group.append((bid, confirmed))
+        if (waiting := self._waiting.get(bid.offer_id)) is None:
+            waiting = self._waiting[bid.offer_id] = (contextvars.copy_context(), [])
+        waiting[1].append((bid, confirmed))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -67,13 +65,12 @@ class BidBatches:
         """Start one publish per offer (and per `limit` bids), in the order the offers came."""
         self._flush_scheduled = False
         waiting, self._waiting = self._waiting, {}
-        contexts, self._contexts = self._contexts, {}
         loop = asyncio.get_running_loop()
-        for offer_id, group in waiting.items():
+        for context, group in waiting.values():
             for start in range(0, len(group), self._limit):
                 part = group[start : start + self._limit]
                 # Tasks start in the order made, and each submits its message before it first waits.
-                task = loop.create_task(self._publish(part), context=contexts[offer_id].copy())
+                task = loop.create_task(self._publish(part), context=context.copy())
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
 
